@@ -1,0 +1,75 @@
+"""Typed errors. Every message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class SociogeoError(Exception):
+    """Base class of every error sociogeo raises on purpose."""
+
+
+class InvalidAreaError(SociogeoError, ValueError):
+    """An area of interest is malformed: reversed or out-of-range coordinates, wrong geometry type."""
+
+
+class AreaTooLargeError(InvalidAreaError):
+    """An area exceeds the configured size limit (``sociogeo.options.max_area_km2``)."""
+
+
+class DependencyNotFoundError(SociogeoError, ImportError):
+    """An optional dependency is missing; the message names the extra that installs it."""
+
+    def __init__(self, package: str, extra: str, purpose: str | None = None):
+        self.package = package
+        self.extra = extra
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(
+            f"{package} is not installed{what}. Install it with: pip install 'sociogeo[{extra}]'"
+        )
+
+
+class ProviderError(SociogeoError, ValueError):
+    """A tile provider name or URL template cannot be resolved."""
+
+
+class TileFetchError(SociogeoError):
+    """Tiles could not be fetched (unreachable server, or too many tiles missing)."""
+
+
+class OfflineError(TileFetchError):
+    """Offline mode was requested and the cache does not hold what is needed."""
+
+
+class CacheError(SociogeoError):
+    """The tile cache directory cannot be used (not writable, not a directory)."""
+
+
+class OSMDataError(SociogeoError):
+    """OpenStreetMap data could not be loaded (bad file, Overpass unreachable, empty area)."""
+
+
+class ModelNotFoundError(SociogeoError, OSError):
+    """Model weights cannot be found locally or downloaded."""
+
+
+class DatasetNotFoundError(SociogeoError, FileNotFoundError):
+    """A dataset is missing or not laid out as expected."""
+
+
+class ConfigError(SociogeoError, ValueError):
+    """A configuration file or argument is invalid."""
+
+
+__all__ = [
+    "SociogeoError",
+    "InvalidAreaError",
+    "AreaTooLargeError",
+    "DependencyNotFoundError",
+    "ProviderError",
+    "TileFetchError",
+    "OfflineError",
+    "CacheError",
+    "OSMDataError",
+    "ModelNotFoundError",
+    "DatasetNotFoundError",
+    "ConfigError",
+]

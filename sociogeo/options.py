@@ -1,0 +1,80 @@
+"""Package-wide settings, readable and writable as ``sociogeo.options.<name>``.
+
+Environment variables set the defaults, so scripts and CI can change behaviour without code:
+
+- ``SOCIOGEO_CACHE_DIR``: tile and download cache (default: ``$XDG_CACHE_HOME/sociogeo`` or
+  ``~/.cache/sociogeo``).
+- ``SOCIOGEO_OFFLINE=1``: never touch the network; use cached tiles only.
+- ``SOCIOGEO_PROGRESS=0``: silence every progress bar.
+- ``SOCIOGEO_MAX_AREA_KM2``: largest area accepted without ``max_area_km2=`` (default 25 km²).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ._version import __version__ as _version
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _default_cache_dir() -> Path:
+    if os.environ.get("SOCIOGEO_CACHE_DIR"):
+        return Path(os.environ["SOCIOGEO_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sociogeo"
+
+
+@dataclass
+class Options:
+    """Settings that apply to every call unless a function argument overrides them."""
+
+    progress: bool = field(default_factory=lambda: _env_flag("SOCIOGEO_PROGRESS", True))
+    offline: bool = field(default_factory=lambda: _env_flag("SOCIOGEO_OFFLINE", False))
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    max_area_km2: float = field(
+        default_factory=lambda: float(os.environ.get("SOCIOGEO_MAX_AREA_KM2", "25"))
+    )
+    # Tile servers ask clients to identify themselves; never pretend to be a browser.
+    user_agent: str = f"sociogeo/{_version} (+https://github.com/sociogeo/sociogeo)"
+    max_workers: int = 8
+    timeout_s: float = 20.0
+    retries: int = 4
+
+    def __setattr__(self, name, value):
+        if name not in {f.name for f in fields(self)}:
+            raise AttributeError(
+                f"sociogeo.options has no setting {name!r}; "
+                f"known: {', '.join(f.name for f in fields(self))}"
+            )
+        if name == "cache_dir" and value is not None:
+            value = Path(value).expanduser()
+        object.__setattr__(self, name, value)
+
+    @contextmanager
+    def context(self, **changes):
+        """Temporarily change settings: ``with sociogeo.options.context(progress=False): ...``."""
+        old = {k: getattr(self, k) for k in changes}
+        for k, v in changes.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
+
+
+options = Options()
+
+
+def set_progress(enabled: bool) -> None:
+    """Switch every sociogeo progress bar on or off."""
+    options.progress = bool(enabled)

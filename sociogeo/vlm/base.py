@@ -1,0 +1,73 @@
+"""The interface every VLM backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings. The default is greedy (reproducible analysis).
+
+    ``GenerationConfig.released()`` gives the authors' evaluation sampling (spec section 3.9),
+    ``GenerationConfig.training()`` the GRPO rollout sampling (spec section 5).
+    """
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 2048
+    seed: int | None = None
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int = 2048) -> "GenerationConfig":
+        return cls(do_sample=False, max_new_tokens=max_new_tokens)
+
+    @classmethod
+    def released(cls, max_new_tokens: int = 2048, seed: int | None = None) -> "GenerationConfig":
+        return cls(do_sample=True, temperature=1.0, top_p=0.8, top_k=100, max_new_tokens=max_new_tokens, seed=seed)
+
+    @classmethod
+    def training(cls, max_new_tokens: int = 2048, seed: int | None = None) -> "GenerationConfig":
+        return cls(do_sample=True, temperature=0.99, top_p=0.99, top_k=100, max_new_tokens=max_new_tokens, seed=seed)
+
+
+@dataclass
+class VLMRequest:
+    """One prompt: the user text and its two images, map first, satellite second.
+
+    Images are H x W x 3 uint8 arrays already in the model's pixel space (756 x 756 for a
+    768-pixel chip; see :mod:`sociogeo.modelspace`). Backends must not resize them again.
+    """
+
+    text: str
+    images: Sequence[np.ndarray] = field(default_factory=list)
+
+
+@runtime_checkable
+class VLMBackend(Protocol):
+    """Anything that turns requests into answer texts, one per request, in order."""
+
+    name: str
+
+    def generate(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list[str]:
+        ...
+
+
+def load_vlm(spec, **kwargs) -> VLMBackend:
+    """A backend from ``spec``: an existing backend, an ``http(s)://`` server URL
+    (OpenAI-compatible), or a hub id / local folder for in-process transformers."""
+    if isinstance(spec, VLMBackend):
+        return spec
+    text = str(spec)
+    if text.startswith(("http://", "https://")):
+        from .openai_backend import OpenAIVLM
+
+        return OpenAIVLM(text, **kwargs)
+    from .transformers_backend import TransformersVLM
+
+    return TransformersVLM.from_pretrained(text, **kwargs)
