@@ -316,15 +316,15 @@ def _check_polygonal(geometry):
 def _to_lonlat(geometry, crs):
     if crs is None:
         raise InvalidAreaError("the geometry's CRS is required, e.g. crs='EPSG:4326'")
+    import shapely
     from pyproj import CRS, Transformer
-    from shapely.ops import transform
 
     src = CRS.from_user_input(crs)
     if src.equals(CRS.from_epsg(4326)):
         return geometry
     _check_polygonal(geometry)
     tr = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
-    return transform(tr.transform, geometry)
+    return shapely.transform(geometry, lambda x, y: tr.transform(x, y), interleaved=False)
 
 
 def _load_geojson(geojson):
