@@ -29,7 +29,7 @@ _LAZY = {
 _SUBMODULES = {
     "access", "area", "chips", "cli", "errors", "grid", "imagery", "metrics", "modelspace",
     "osm", "parsing", "plot", "prompts", "providers", "reasoner", "render", "rewards",
-    "sam", "segmentation", "testing", "tiles", "vectorize", "vlm", "data", "train",
+    "sam", "segmentation", "socioseg", "taxonomy", "testing", "tiles", "vectorize", "vlm", "train",
 }
 
 __all__ = ["__version__", "options", "set_progress", *_LAZY, *_error_names]
