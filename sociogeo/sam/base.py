@@ -12,6 +12,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -74,3 +76,47 @@ def load_sam(spec, **kwargs) -> Segmenter:
     from .sam2_hf import Sam2Segmenter
 
     return Sam2Segmenter.from_pretrained(text, **kwargs)
+
+
+# Prompts per decoder call: the decoder copies the image embedding once per prompt
+# (256 x 64 x 64 floats, 4 MB at full size), so this bounds memory for long prompt lists.
+MAX_PROMPTS_PER_CALL = 64
+
+
+def check_images(images) -> list[np.ndarray]:
+    """``images`` as a list of H x W x 3 uint8 arrays, or :class:`ConfigError` saying what is wrong."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        raise ConfigError("embed() takes a sequence of images; wrap a single image in a list: [image]")
+    checked = []
+    for i, image in enumerate(images):
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ConfigError(
+                f"image {i} must be an H x W x 3 uint8 RGB array; got shape {array.shape}, "
+                f"dtype {array.dtype}. Convert with np.asarray(pil_image.convert('RGB'))."
+            )
+        if array.shape[0] == 0 or array.shape[1] == 0:
+            raise ConfigError(f"image {i} is empty (shape {array.shape})")
+        checked.append(np.ascontiguousarray(array))
+    return checked
+
+
+def prompt_groups(prompts: Sequence[Prompt], max_per_call: int = MAX_PROMPTS_PER_CALL) -> list[list[int]]:
+    """Indexes of ``prompts`` grouped by layout (box or not, number of points), in first-seen order.
+
+    Prompts of one layout stack into one decoder call without padding, so each mask equals the
+    one a call with that prompt alone gives (padding tokens would change the attention). Groups
+    longer than ``max_per_call`` are split.
+    """
+    groups: dict[tuple[bool, int], list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, Prompt):
+            raise ConfigError(
+                f"prompt {index} is a {type(prompt).__name__}; pass sociogeo.sam.Prompt(box=..., points=...)"
+            )
+        groups.setdefault((prompt.box is not None, len(prompt.points)), []).append(index)
+    return [
+        indexes[start : start + max_per_call]
+        for indexes in groups.values()
+        for start in range(0, len(indexes), max_per_call)
+    ]

@@ -1,0 +1,22 @@
+"""Runtime helpers shared by the model backends: device choice and offline detection."""
+
+from __future__ import annotations
+
+import os
+
+from ._optional import require
+from .options import options
+
+
+def resolve_device(device=None):
+    """A ``torch.device``: the one given, else CUDA when available, else the CPU."""
+    torch = require("torch", purpose="running the models")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def offline_requested() -> bool:
+    """True when ``sociogeo.options.offline`` or Hugging Face's offline variables ask for no network."""
+    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return bool(options.offline) or any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
