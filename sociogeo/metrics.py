@@ -228,10 +228,11 @@ class Scores:
     total: LevelScores = field(default_factory=LevelScores)
     levels: dict[str, LevelScores] = field(default_factory=lambda: {k: LevelScores() for k in LEVELS})
 
-    def add(self, pred: Any, gt: Any, level: str | None = None, *, instances: bool = True) -> None:
+    def add(self, pred: Any, gt: Any, level: str | None = None, *, instances: bool = True) -> LevelScores:
         """Add one sample: H x W prediction and ground truth, and its query level
         (``"name"``, ``"class"``, ``"function"``; None counts toward the overall scores only).
-        ``instances=False`` skips the component matching (F1 counts stay 0)."""
+        ``instances=False`` skips the component matching (F1 counts stay 0).
+        Returns the sample's own scores (n=1)."""
         key = _level(level)
         p, g = _pair(pred, gt)
         inter = int(np.count_nonzero(p & g))
@@ -247,6 +248,7 @@ class Scores:
         self.total.merge(sample)
         if key is not None:
             self.levels[key].merge(sample)
+        return sample
 
     def merge(self, other: Scores) -> Scores:
         """Add another accumulator's sums into this one (e.g. from parallel workers); returns self."""

@@ -150,7 +150,6 @@ def segment(
     import pandas as pd
 
     from .reasoner import SocioReasoner
-    from .vectorize import vectorize
 
     queries = [query] if isinstance(query, str) else list(query)
     if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
