@@ -131,6 +131,7 @@ def segment(
     simplify_m: float | None = None,
     resume_dir=None,
     max_area_km2: float | None = None,
+    callback=None,
 ):
     """Find ``query`` (e.g. ``"school"``, or a list of queries) in an area; one row per entity.
 
@@ -145,6 +146,9 @@ def segment(
     ``geometry``; ``.attrs`` records the models, zoom, imagery providers and attribution.
     Polygons smaller than ``min_area_m2`` are dropped; ``simplify_m`` simplifies (metres).
     ``resume_dir`` stores per-chip results so a rerun continues where it stopped.
+    ``callback(chip, query, prediction)`` is called after each chip is reasoned (e.g. to draw
+    stage-1 boxes or show progress; :meth:`sociogeo.chips.Chip.model_to_lonlat` converts the
+    prediction's coordinates); chips restored from ``resume_dir`` are not reported.
     """
     import geopandas as gpd
     import pandas as pd
@@ -187,6 +191,8 @@ def segment(
             if store is not None:
                 store.save(q, chip.chip_id, mask, pred.reasoning)
             _record(results[q], chip, mask, pred.reasoning, grid.shape)
+            if callback is not None:
+                callback(chip, q, pred)
 
     bar = progress(total=len(chips) * len(queries), desc="segmenting", unit="chip")
     try:

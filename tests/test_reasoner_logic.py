@@ -147,7 +147,10 @@ def test_coordinate_chain_lands_polygons_within_a_pixel(batch_size):
     entities = [(100, 120, 300, 260), (700, 400, 900, 600)]
     vlm = entity_vlm(entities)
     r = SocioReasoner(vlm, BoxSegmenter())
-    out = segment(_pair(), "school", reasoner=r, batch_size=batch_size, min_area_m2=0)
+    seen = []
+    out = segment(_pair(), "school", reasoner=r, batch_size=batch_size, min_area_m2=0,
+                  callback=lambda chip, q, pred: seen.append((chip.chip_id, q, len(pred.stage1_boxes))))
+    assert sorted(seen) == [("r0_c0", "school", 2), ("r0_c1", "school", 1), ("r1_c0", "school", 0), ("r1_c1", "school", 0)]
     assert list(out.columns) == RESULT_COLUMNS and out.crs == "EPSG:4326"
     assert len(out) == 2
     assert out.attrs["zoom"] == 17 and out.attrs["satellite"] == "test-sat"
