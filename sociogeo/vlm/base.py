@@ -22,6 +22,9 @@ class GenerationConfig:
     top_k: int = 0
     max_new_tokens: int = 2048
     seed: int | None = None
+    # 1.0 = off. Qwen2.5-VL-Instruct's own generation_config.json says 1.05; whether the authors'
+    # vLLM evaluation applied it is not documented, so sociogeo never applies it implicitly.
+    repetition_penalty: float = 1.0
 
     @classmethod
     def greedy(cls, max_new_tokens: int = 2048) -> "GenerationConfig":
