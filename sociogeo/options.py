@@ -48,6 +48,7 @@ class Options:
     max_workers: int = 8
     timeout_s: float = 20.0
     retries: int = 4
+    backoff_s: float = 0.5  # seconds before the first retry of a tile; doubles with each retry
 
     def __setattr__(self, name, value):
         if name not in {f.name for f in fields(self)}:
