@@ -28,7 +28,7 @@ _LAZY = {
 }
 _SUBMODULES = {
     "access", "area", "chips", "cli", "errors", "grid", "imagery", "metrics", "modelspace",
-    "osm", "parsing", "plot", "prompts", "providers", "reasoner", "render", "rewards",
+    "maprender", "osm", "parsing", "plot", "prompts", "providers", "reasoner", "render", "rewards",
     "sam", "segmentation", "socioseg", "taxonomy", "testing", "tiles", "vectorize", "vlm", "train",
 }
 
