@@ -185,7 +185,9 @@ def segment(
     pending = []  # (chip, query) still to run
 
     def flush(batch):
-        preds = reasoner.predict_batch([c.map for c, _ in batch], [c.satellite for c, _ in batch], [q for _, q in batch])
+        preds = reasoner.predict_batch(
+            [c.map for c, _ in batch], [c.satellite for c, _ in batch], [q for _, q in batch], generation=generation
+        )
         for (chip, q), pred in zip(batch, preds):
             mask = pred.mask & chip.valid
             if store is not None:
@@ -225,6 +227,8 @@ def segment(
         if frames else empty_result()
     )
     pair_attrs = dict(getattr(pair, "attrs", {}) or {})
+    credits = [pair_attrs.get("satellite_attribution"), pair_attrs.get("map_attribution")]
+    attribution = "; ".join(dict.fromkeys(c for c in credits if c)) or pair_attrs.get("attribution", "")
     out.attrs.update({
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
@@ -233,9 +237,9 @@ def segment(
         "chip_size": chip_size,
         "overlap": overlap,
         "queries": queries,
-        "satellite": pair_attrs.get("satellite", satellite),
-        "map": pair_attrs.get("map", map),
-        "attribution": pair_attrs.get("attribution", ""),
+        "satellite": pair_attrs.get("satellite_provider") or pair_attrs.get("satellite", satellite),
+        "map": pair_attrs.get("map_provider") or pair_attrs.get("map", map),
+        "attribution": attribution,
         "bounds": list(grid.lonlat_bounds),
     })
     if not reasoner.trained:

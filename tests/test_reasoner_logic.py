@@ -26,7 +26,8 @@ def _pair(grid=GRID):
     rng = np.random.default_rng(1)
     sat = rng.integers(0, 255, (3, grid.height, grid.width), dtype=np.uint8)
     mp = rng.integers(0, 255, (3, grid.height, grid.width), dtype=np.uint8)
-    return SimpleNamespace(grid=grid, satellite=sat, map=mp, valid=None, attrs={"satellite": "test-sat", "map": "test-map", "attribution": "test"})
+    return SimpleNamespace(grid=grid, satellite=sat, map=mp, valid=None, attrs={"satellite_provider": "test-sat", "map_provider": "test-map",
+                                                                    "satellite_attribution": "Sat Co", "map_attribution": "Map Co"})
 
 
 def _digest(image):
@@ -153,7 +154,8 @@ def test_coordinate_chain_lands_polygons_within_a_pixel(batch_size):
     assert sorted(seen) == [("r0_c0", "school", 2), ("r0_c1", "school", 1), ("r1_c0", "school", 0), ("r1_c1", "school", 0)]
     assert list(out.columns) == RESULT_COLUMNS and out.crs == "EPSG:4326"
     assert len(out) == 2
-    assert out.attrs["zoom"] == 17 and out.attrs["satellite"] == "test-sat"
+    assert out.attrs["zoom"] == 17 and out.attrs["satellite"] == "test-sat" and out.attrs["map"] == "test-map"
+    assert out.attrs["attribution"] == "Sat Co; Map Co"
     px_deg = (GRID.lonlat_bounds[2] - GRID.lonlat_bounds[0]) / GRID.width
     out = out.sort_values("area_m2").reset_index(drop=True)
     for (row, ent) in zip(out.itertuples(), entities):
@@ -168,9 +170,14 @@ def test_coordinate_chain_lands_polygons_within_a_pixel(batch_size):
 
 
 def test_overlap_and_multiple_queries():
+    from sociogeo.vlm.base import GenerationConfig
+
     entities = [(700, 400, 900, 600)]
-    r = SocioReasoner(entity_vlm(entities, chip=512, overlap=64), BoxSegmenter())
-    out = segment(_pair(), ["school", "park"], reasoner=r, chip_size=512, overlap=64, min_area_m2=0)
+    vlm = entity_vlm(entities, chip=512, overlap=64)
+    r = SocioReasoner(vlm, BoxSegmenter())
+    released = GenerationConfig.released(seed=3)
+    out = segment(_pair(), ["school", "park"], reasoner=r, chip_size=512, overlap=64, min_area_m2=0, generation=released)
+    assert vlm.configs and all(c == released for c in vlm.configs)
     assert sorted(out["query"]) == ["park", "school"]
     assert len(out) == 2
 

@@ -23,9 +23,11 @@ class ScriptedVLM:
     def __init__(self, respond: Callable[[VLMRequest], str]):
         self.respond = respond
         self.calls: list[list[VLMRequest]] = []
+        self.configs: list[GenerationConfig | None] = []
 
     def generate(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list[str]:
         self.calls.append(list(requests))
+        self.configs.append(config)
         return [self.respond(r) for r in requests]
 
 
