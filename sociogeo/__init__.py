@@ -27,7 +27,7 @@ _LAZY = {
     "Explorer": "sociogeo.explorer",
 }
 _SUBMODULES = {
-    "access", "area", "chips", "cli", "errors", "evaluate", "explorer", "grid", "imagery", "metrics", "modelspace",
+    "access", "area", "chips", "cli", "demo", "errors", "evaluate", "explorer", "grid", "imagery", "metrics", "modelspace",
     "maprender", "osm", "parsing", "plot", "prompts", "providers", "reasoner", "render", "rewards",
     "sam", "segmentation", "socioseg", "taxonomy", "testing", "tiles", "vectorize", "vlm", "train",
 }

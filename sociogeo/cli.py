@@ -4,21 +4,32 @@ Each subcommand is one ``add_<name>(subparsers)`` function that registers its ar
 ``handler`` to a ``run_<name>(args) -> int`` function; :data:`COMMANDS` lists them, so adding a
 command is adding two functions and one entry. Errors sociogeo raises on purpose print one line to
 stderr and exit with status 2.
+
+Result files (``sociogeo segment``, ``sociogeo demo``): the polygons go to a GeoPackage
+(``.gpkg``), GeoJSON (``.geojson``) or GeoParquet (``.parquet``) file chosen by the extension;
+the run's metadata (``GeoDataFrame.attrs``: models, zoom, imagery providers, attribution, whether
+the models were trained) goes to a sidecar JSON file next to it, ``<file>.json`` (e.g.
+``schools.gpkg.json``), the same for every format, since GeoJSON has nowhere to keep it.
+:func:`read_result` reads both back.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import warnings
 from pathlib import Path
 
 from ._version import __version__
-from .errors import SociogeoError
+from .errors import ConfigError, SociogeoError
+from .results import (  # noqa: F401  (re-exported: the CLI's result files)
+    UNTRAINED_TITLE, check_result_path, preview_path, read_result, sidecar_path, summary_lines,
+    write_result, write_result_preview,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-
 
 # -- fetch ------------------------------------------------------------------------------------------
 def add_fetch(subparsers, parents) -> None:
@@ -96,11 +107,182 @@ def run_fetch(args) -> int:
     return 0
 
 
+# -- segment ----------------------------------------------------------------------------------------
+def add_segment(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "segment",
+        parents=parents,
+        help="find entities (e.g. schools) in an area; write polygons, a preview and metadata",
+        description=(
+            "Fetch a satellite image and a street map of a bounding box, run SocioReasoner "
+            "(Qwen2.5-VL + SAM) chip by chip for each query, and write the entities as polygons to "
+            "OUT (.gpkg, .geojson or .parquet), the run's metadata to OUT.json and a preview "
+            "(polygons over the satellite image) to OUT without its extension + .preview.png."
+        ),
+    )
+    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
+                   help="west south east north, in degrees (longitude first)")
+    p.add_argument("--query", action="append", required=True, metavar="TEXT",
+                   help="what to find, e.g. school; repeat for several queries")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file: .gpkg (GeoPackage), .geojson or .parquet (GeoParquet)")
+    p.add_argument("--zoom", type=int, default=17, help="XYZ zoom level (default 17, ~1.2 m/px at the equator)")
+    models = p.add_argument_group("models")
+    models.add_argument("--vlm", default=None,
+                        help="Qwen2.5-VL: hub id, local folder or http(s):// OpenAI-compatible server "
+                             "(default vvangfaye/SocioReasoner-3B)")
+    models.add_argument("--sam", default=None,
+                        help="SAM: hub id or folder of a SAM 2 model, or a SAM v1 .pth file "
+                             "(default facebook/sam2-hiera-large)")
+    models.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+    models.add_argument("--dtype", default=None, help="VLM dtype, e.g. bfloat16 or float32 (default: bfloat16 on CUDA)")
+    decoding = models.add_mutually_exclusive_group()
+    decoding.add_argument("--greedy", dest="sample", action="store_false",
+                          help="greedy decoding: reproducible answers (default)")
+    decoding.add_argument("--sample", dest="sample", action="store_true",
+                          help="the authors' evaluation sampling (temperature 1.0, top_p 0.8, top_k 100)")
+    models.add_argument("--max-new-tokens", type=int, default=2048, help="longest answer, in tokens (default 2048)")
+    imagery = p.add_argument_group("imagery")
+    imagery.add_argument("--satellite", default="Esri.WorldImagery",
+                         help="satellite tile provider: xyzservices name or URL template (default Esri.WorldImagery)")
+    imagery.add_argument("--map", default="OpenStreetMap.Mapnik",
+                         help="map tile provider, or 'osm' to render one from OpenStreetMap data "
+                              "(default OpenStreetMap.Mapnik)")
+    imagery.add_argument("--osm-source", type=Path, default=None,
+                         help="with --map osm: an .osm.pbf file to render from (default: Overpass API)")
+    imagery.add_argument("--cache-dir", type=Path, default=None,
+                         help="tile cache directory (default: sociogeo.options.cache_dir)")
+    imagery.add_argument("--max-area-km2", type=float, default=None,
+                         help="accept areas up to this size (default: sociogeo.options.max_area_km2)")
+    run = p.add_argument_group("run")
+    run.add_argument("--chip-size", type=int, default=768, help="chip side in pixels (default 768, as in SocioSeg)")
+    run.add_argument("--overlap", type=int, default=0, help="chip overlap in pixels (default 0)")
+    run.add_argument("--batch-size", type=int, default=4, help="chips per model call (default 4)")
+    run.add_argument("--min-area-m2", type=float, default=10.0,
+                     help="drop polygons smaller than this, in square metres (default 10)")
+    run.add_argument("--simplify-m", type=float, default=None,
+                     help="simplify polygons with this tolerance in metres (default: no simplification)")
+    run.add_argument("--resume-dir", type=Path, default=None,
+                     help="keep per-chip results here, so an interrupted run continues where it stopped")
+    run.add_argument("--offline", action="store_true",
+                     help="never touch the network: cached tiles and locally available weights only")
+    p.set_defaults(handler=run_segment, sample=False)
+
+
+def run_segment(args) -> int:
+    from .area import Area
+    from .imagery import fetch_pair
+    from .providers import resolve_provider
+    from .reasoner import DEFAULT_SAM, DEFAULT_VLM, SocioReasoner
+    from .segmentation import segment
+    from .vlm.base import GenerationConfig
+
+    # everything that can be checked cheaply is checked before models load or tiles download
+    out = check_result_path(args.out)
+    area = Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2)
+    queries = _queries(args.query)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    osm = args.map.strip().lower() == "osm"
+    for spec in (args.satellite, None if osm else args.map):
+        if spec is not None:
+            resolve_provider(spec).check_zoom(area.zoom)
+    offline = True if args.offline else None
+    generation = (GenerationConfig.released(max_new_tokens=args.max_new_tokens) if args.sample
+                  else GenerationConfig.greedy(max_new_tokens=args.max_new_tokens))
+
+    grid = area.grid
+    _say(args, f"{area}: {grid.width} x {grid.height} px")
+    reasoner = SocioReasoner.from_pretrained(
+        args.vlm or DEFAULT_VLM, args.sam or DEFAULT_SAM, device=args.device, dtype=args.dtype,
+        offline=offline, generation=generation,
+    )
+    pair = fetch_pair(area, satellite=args.satellite, map=args.map, cache_dir=args.cache_dir,
+                      offline=offline, osm_source=args.osm_source)
+    result = segment(pair, queries, reasoner=reasoner, chip_size=args.chip_size, overlap=args.overlap,
+                     batch_size=args.batch_size, min_area_m2=args.min_area_m2, simplify_m=args.simplify_m,
+                     resume_dir=args.resume_dir)
+    paths = write_result(result, out)
+    paths["preview"] = write_result_preview(preview_path(out), pair, result)
+    for line in summary_lines(result, paths):
+        _say(args, line)
+    return 0
+
+
+def _queries(values) -> list[str]:
+    queries = [v.strip() for v in values or []]
+    if not queries or not all(queries):
+        raise ConfigError("every --query needs a text, e.g. --query school")
+    return list(dict.fromkeys(queries))
+
+
+# -- demo -------------------------------------------------------------------------------------------
+def add_demo(subparsers, parents) -> None:
+    from .demo import DEFAULT_OUT, DEMO_QUERY
+
+    p = subparsers.add_parser(
+        "demo",
+        parents=parents,
+        help="run the whole pipeline on central Helsinki (offline fallback with tiny untrained models)",
+        description=(
+            "Segment 'park' (or --query) in central Helsinki with the released models and Esri "
+            "imagery, writing results.gpkg, preview.png and reasoning.png to --out. When the "
+            "weights or the imagery cannot be reached, or with --offline, it runs on bundled sample "
+            "data with tiny UNTRAINED models instead, and labels every output as such."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output directory (default ./{DEFAULT_OUT})")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    p.add_argument("--offline", action="store_true",
+                   help="skip the network: bundled sample data and tiny untrained models")
+    p.add_argument("--query", default=DEMO_QUERY, help=f"what to find (default {DEMO_QUERY!r})")
+    p.set_defaults(handler=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demo import run_demo as demo
+
+    query = _queries([args.query])[0]
+    # the demo prints its own notices and summary, one line each
+    demo(args.out, device=args.device, offline=args.offline, query=query, echo=lambda message: _say(args, message))
+    return 0
+
+
 # -- plumbing ---------------------------------------------------------------------------------------
 # name -> function adding the subcommand; each sets `handler` on its parser
+def add_train(subparsers, parents) -> None:
+    """``sociogeo train`` (GRPO / SFT), defined in sociogeo.train.commands."""
+    from .train.commands import add_train as add
+
+    add(subparsers, parents)
+
+
+def add_evaluate(subparsers, parents) -> None:
+    """``sociogeo evaluate`` (Table 1 scores), defined in sociogeo.train.commands."""
+    from .train.commands import add_evaluate as add
+
+    add(subparsers, parents)
+
+
 COMMANDS = {
     "fetch": add_fetch,
+    "segment": add_segment,
+    "demo": add_demo,
+    "train": add_train,
+    "evaluate": add_evaluate,
 }
+
+
+def add_build_dataset(subparsers, parents) -> None:
+    """``sociogeo build-dataset``, defined in sociogeo.osm_dataset (imported when the parser is built,
+    not when this module is)."""
+    from .osm_dataset import add_build_dataset as add
+
+    add(subparsers, parents)
+
+
+if importlib.util.find_spec("sociogeo.osm_dataset") is not None:
+    COMMANDS["build-dataset"] = add_build_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:

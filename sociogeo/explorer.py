@@ -51,7 +51,6 @@ EXPORT_BASENAME = "sociogeo_results"
 # segment() arguments the Explorer sets itself; everything else may come through **segment_kwargs
 _MANAGED = {"area_or_pair", "query", "reasoner", "vlm", "sam", "device", "offline", "zoom",
             "satellite", "map", "osm_source", "cache_dir", "callback"}
-_WRITERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".parquet": "parquet"}
 # library deprecations are passed on but not announced in the status line
 _QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 _STATUS_COLOURS = {"info": "#444", "busy": "#1f5fa8", "success": "#1b7a33", "warning": "#9a6700", "error": "#b00020"}
@@ -578,7 +577,9 @@ class Explorer:
             if path is None:
                 stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 path = Path.cwd() / f"{EXPORT_BASENAME}_{stamp}.gpkg"
-            path = write_results(self.results, path)
+            from .results import write_result
+
+            path = write_result(self.results, path)["result"]
         except Exception as exc:
             self._show_error(exc)
             raise
@@ -605,25 +606,6 @@ def _box_features(chip, query: str, prediction) -> list[dict]:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def write_results(frame, path) -> Path:
-    """Write a result GeoDataFrame by extension: .gpkg, .geojson/.json or .parquet; return the path."""
-    path = Path(path).expanduser()
-    driver = _WRITERS.get(path.suffix.lower())
-    if driver is None:
-        raise ConfigError(
-            f"cannot tell the format of {path.name!r}; use .gpkg (GeoPackage), .geojson/.json (GeoJSON) "
-            "or .parquet (GeoParquet)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if driver == "parquet":
-        frame.to_parquet(path)
-    elif driver == "GPKG":
-        frame.to_file(path, driver="GPKG", layer="sociogeo")
-    else:
-        frame.to_file(path, driver="GeoJSON")
-    return path
-
-
 def popup_html(properties: dict, *, max_chars: int = POPUP_MAX_CHARS) -> str:
     """The popup of one result polygon: query, area (m²), chips and the model's reasoning,
     HTML-escaped and cut to ``max_chars`` characters."""

@@ -287,8 +287,9 @@ class GeoTiffWriter:
                 f"got {image.shape} and {valid.shape}"
             )
         window = Window(0, row, w, h)
-        for band in range(3):  # one band at a time: copies a third of the strip, not all of it
-            self._dst.write(np.ascontiguousarray(image[..., band], dtype=np.uint8), band + 1, window=window)
+        # all bands in one call: pixel-interleaved compressed tiles written band by band are
+        # rewritten (and the stale copies left in the file) once per band
+        self._dst.write(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.uint8), window=window)
         self._dst.write_mask(valid.astype(np.uint8) * 255, window=window)
 
     def __exit__(self, exc_type, exc, tb) -> None:

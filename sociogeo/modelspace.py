@@ -63,11 +63,11 @@ def resize_image(image: np.ndarray, size: tuple[int, int], *, nearest: bool = Fa
         return image
     if image.dtype == bool:
         pil = Image.fromarray(image.astype(np.uint8) * 255)
-        out = np.asarray(pil.resize((width, height), Image.Resampling.NEAREST)) > 127
-        return out
+        return np.asarray(pil.resize((width, height), Image.Resampling.NEAREST)) > 127
     pil = Image.fromarray(image)
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
-    return np.asarray(pil.resize((width, height), resample))
+    # np.array, not asarray: a view of PIL's buffer is read-only, which torch warns about
+    return np.array(pil.resize((width, height), resample))
 
 
 def scale_xy(xy, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:

@@ -121,29 +121,46 @@ class TransformersVLM:
         Requests run in batches of ``batch_size``. A ``config.seed`` makes sampling
         reproducible without touching the caller's global random state.
         """
+        return self.decode(self.generate_ids(requests, config))
+
+    def generate_ids(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list:
+        """The generated token ids per request (1-D LongTensors on the CPU), up to and including
+        the first end-of-sequence token, without padding. Training builds on these."""
         torch = require("torch", purpose="running Qwen2.5-VL")
         config = config or GenerationConfig()
         requests = list(requests)
         if not requests:
             return []
         settings = self._generation_config(config)
-        answers: list[str] = []
+        stop = settings.eos_token_id
+        stop = set(stop if isinstance(stop, (list, tuple)) else [stop])
+        pad = settings.pad_token_id
+        out: list = []
         with _seeded(torch, config.seed, self.device):
             for start in range(0, len(requests), self.batch_size):
                 batch = self.prepare(requests[start: start + self.batch_size])
                 with torch.inference_mode():
                     output = self.model.generate(**batch, generation_config=settings)
-                new_tokens = output[:, batch["input_ids"].shape[1]:]
-                answers.extend(
-                    self.processor.tokenizer.batch_decode(
-                        new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False
-                    )
-                )
-        return answers
+                for row in output[:, batch["input_ids"].shape[1]:].cpu():
+                    out.append(_trim(row, stop, pad))
+        return out
+
+    def decode(self, ids: Sequence) -> list[str]:
+        """Texts of generated token ids (special tokens removed)."""
+        return [
+            self.processor.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            for row in ids
+        ]
 
     def _bounds(self) -> tuple[int, int]:
         size = self.processor.image_processor.size
         return int(size["shortest_edge"]), int(size["longest_edge"])
+
+    def _placeholder_ids(self) -> list[int]:
+        tok = self.processor.tokenizer
+        names = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+        ids = {tok.convert_tokens_to_ids(n) for n in names}
+        return sorted(i for i in ids if i is not None and i != tok.unk_token_id)
 
     def _generation_config(self, config: GenerationConfig):
         """A complete transformers GenerationConfig: every decoding knob is set explicitly, so the
@@ -174,6 +191,9 @@ class TransformersVLM:
             # "flag not used" warnings quiet.
             sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": 50}
         return HFGenerationConfig(
+            # Image/video placeholder tokens are never valid output, and one in a completion makes the
+            # next forward pass (stage 2, training) fail to match image features to placeholders.
+            suppress_tokens=self._placeholder_ids(),
             do_sample=bool(config.do_sample),
             max_new_tokens=int(config.max_new_tokens),
             repetition_penalty=float(config.repetition_penalty),
@@ -182,6 +202,18 @@ class TransformersVLM:
             pad_token_id=pad,
             **sampling,
         )
+
+
+def _trim(row, stop: set, pad):
+    """Cut a generated row after its first stop token; drop trailing padding when there is none."""
+    tokens = row.tolist()
+    for i, t in enumerate(tokens):
+        if t in stop:
+            return row[: i + 1].clone()
+    end = len(tokens)
+    while end > 0 and tokens[end - 1] == pad:
+        end -= 1
+    return row[:end].clone()
 
 
 def _bound_pixels(image_processor, min_pixels: int, max_pixels: int) -> None:
