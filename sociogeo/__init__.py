@@ -25,10 +25,11 @@ _LAZY = {
     "Prediction": "sociogeo.reasoner",
     "segment": "sociogeo.segmentation",
     "Explorer": "sociogeo.explorer",
+    "build_dataset": "sociogeo.osm_dataset",
 }
 _SUBMODULES = {
     "access", "area", "chips", "cli", "demo", "errors", "evaluate", "explorer", "grid", "imagery", "metrics", "modelspace",
-    "maprender", "osm", "parsing", "plot", "prompts", "providers", "reasoner", "render", "rewards",
+    "maprender", "osm", "osm_dataset", "parsing", "results", "plot", "prompts", "providers", "reasoner", "render", "rewards",
     "sam", "segmentation", "socioseg", "taxonomy", "testing", "tiles", "vectorize", "vlm", "train",
 }
 

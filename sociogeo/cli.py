@@ -16,7 +16,6 @@ the models were trained) goes to a sidecar JSON file next to it, ``<file>.json``
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -250,6 +249,13 @@ def run_demo(args) -> int:
 
 # -- plumbing ---------------------------------------------------------------------------------------
 # name -> function adding the subcommand; each sets `handler` on its parser
+def add_build_dataset(subparsers, parents) -> None:
+    """``sociogeo build-dataset``, defined in sociogeo.osm_dataset."""
+    from .osm_dataset import add_build_dataset as add
+
+    add(subparsers, parents)
+
+
 def add_train(subparsers, parents) -> None:
     """``sociogeo train`` (GRPO / SFT), defined in sociogeo.train.commands."""
     from .train.commands import add_train as add
@@ -270,19 +276,8 @@ COMMANDS = {
     "demo": add_demo,
     "train": add_train,
     "evaluate": add_evaluate,
+    "build-dataset": add_build_dataset,
 }
-
-
-def add_build_dataset(subparsers, parents) -> None:
-    """``sociogeo build-dataset``, defined in sociogeo.osm_dataset (imported when the parser is built,
-    not when this module is)."""
-    from .osm_dataset import add_build_dataset as add
-
-    add(subparsers, parents)
-
-
-if importlib.util.find_spec("sociogeo.osm_dataset") is not None:
-    COMMANDS["build-dataset"] = add_build_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
