@@ -1,0 +1,67 @@
+"""Training samples in the model's pixel space, and which ones each step uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import modelspace
+from ..errors import ConfigError
+
+
+@dataclass
+class ModelSample:
+    """A sample as the policy sees it: images and mask in model space (e.g. 756 x 756)."""
+
+    id: str
+    query: str
+    map_image: np.ndarray
+    satellite_image: np.ndarray
+    mask: np.ndarray
+    truth_boxes: list
+
+
+def load_training_data(data_cfg):
+    """The SocioSeg-style dataset named by a :class:`~sociogeo.train.config.DataSettings`."""
+    from ..socioseg import load_socioseg
+
+    ds = load_socioseg(data_cfg.source, data_cfg.split, limit=data_cfg.limit)
+    if len(ds) == 0:
+        raise ConfigError(f"no training samples in {data_cfg.source!r} ({data_cfg.split})")
+    return ds
+
+
+def to_model_space(sample, image_size: int | None = None) -> ModelSample:
+    """Resize a :class:`~sociogeo.socioseg.Sample` to the model's space (optionally to a square
+    ``image_size`` first, e.g. small chips for quick runs); ground-truth boxes in that space."""
+    from ..rewards import gt_boxes
+
+    mp, st, mk = sample.map_image, sample.satellite_image, sample.mask
+    if image_size:
+        mp = modelspace.resize_image(mp, (image_size, image_size))
+        st = modelspace.resize_image(st, (image_size, image_size))
+        mk = modelspace.resize_image(mk, (image_size, image_size))
+    size = modelspace.model_size(*mp.shape[:2])
+    mk = modelspace.resize_image(np.asarray(mk, bool), size)
+    return ModelSample(
+        sample.id, sample.query, modelspace.resize_image(mp, size), modelspace.resize_image(st, size), mk, gt_boxes(mk)
+    )
+
+
+def step_indices(step: int, per_step: int, n: int, seed: int, *, rank: int = 0, world: int = 1) -> list[int]:
+    """Dataset indices for ``step``: a fresh permutation each epoch (seeded), ``per_step`` per
+    step across all processes, every ``world``-th one for process ``rank``.
+
+    Deterministic in (step, seed), so a resumed run sees the same data it would have seen.
+    """
+    if per_step % world:
+        raise ConfigError(f"prompts per step ({per_step}) must be divisible by the number of processes ({world})")
+    perms: dict[int, np.ndarray] = {}
+    out = []
+    for pos in range(step * per_step, (step + 1) * per_step):
+        epoch, k = divmod(pos, n)
+        if epoch not in perms:
+            perms[epoch] = np.random.default_rng(seed + epoch).permutation(n)
+        out.append(int(perms[epoch][k]))
+    return out[rank::world]
