@@ -138,13 +138,13 @@ def test_grpo_raises_the_format_reward(world, sft_model):
     from sociogeo.train import train_grpo
 
     before = _format_reward(sft_model, world)
-    lines = []
+    lines, steps = [], []
     cfg = _grpo(world, sft_model, world["root"] / "grpo", steps=30, prompts_per_step=4, group_size=8, max_new_tokens=64)
     with sociogeo.options.context(progress=False):
-        metrics = train_grpo(cfg, log=lines.append)
+        metrics = train_grpo(cfg, log=lines.append, callback=lambda step, m: steps.append(step))
     after = _format_reward(world["root"] / "grpo" / "final", world)
     assert after >= before + 0.2 and after >= 2 * before, (before, after)
-    assert len(lines) == 30 and lines[-1].startswith("step 30/30")
+    assert len(lines) == 30 and lines[-1].startswith("step 30/30") and steps == list(range(1, 31))
     for key in ("stage1/format", "stage2/format", "stage2/mask_iou", "loss", "kl", "time/generate_stage1", "time/sam"):
         assert key in metrics
     assert (world["root"] / "grpo" / "tensorboard").is_dir()

@@ -22,9 +22,13 @@ from .policy import completion_logprobs, load_policy, resume, save_checkpoint, s
 from .rollout import rollout, summarise
 
 
-def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print) -> dict:
+def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print, callback=None) -> dict:
     """Train with GRPO; returns the last step's metrics (and writes checkpoints, TensorBoard
-    logs under ``output_dir/tensorboard`` and the final model under ``output_dir/final``)."""
+    logs under ``output_dir/tensorboard`` and the final model under ``output_dir/final``).
+
+    ``callback(step, metrics)`` is called on the main process after every step (metrics include
+    ``time/generate_stage1``, ``time/sam``, ``time/render``, ``time/generate_stage2``,
+    ``time/rewards``, ``time/update`` and ``time/step`` in seconds)."""
     torch = require("torch", purpose="training")
     cfg.validate()
     from ..sam.base import load_sam
@@ -63,6 +67,8 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print) -> dic
         metrics = {**summarise(batch), **update, **{f"time/{k}": v for k, v in batch.timings.items()},
                    "time/update": time.perf_counter() - t_update, "time/step": time.perf_counter() - tick}
         metrics = _gather_means(acc, metrics, torch)
+        if callback is not None and acc.is_main_process:
+            callback(step + 1, metrics)
         if acc.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps - 1):
             for k, v in metrics.items():
                 writer.add_scalar(k, v, step + 1)
