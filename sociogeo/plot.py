@@ -69,8 +69,10 @@ def plot_prediction(
         panels[3].plot(xy[:, 0], xy[:, 1], linestyle="none", marker="o", markersize=6,
                        markerfacecolor=POINT_COLOUR, markeredgecolor="black", markeredgewidth=0.8)
 
-    for col, (label, text) in enumerate((("stage 1 reasoning", pred.stage1_think),
-                                         ("stage 2 reasoning", pred.stage2_think))):
+    for col, (label, think, raw) in enumerate((("stage 1 reasoning", pred.stage1_think, pred.stage1_text),
+                                               ("stage 2 reasoning", pred.stage2_think, pred.stage2_text))):
+        # without a <think> text, show what the model wrote instead: that is what went wrong
+        label, text = (label, think) if think.strip() else (label.replace("reasoning", "raw output (no <think> text)"), raw)
         ax = fig.add_subplot(grid[1, 2 * col:2 * col + 2])
         ax.set_axis_off()
         ax.text(0.0, 1.0, f"{label}:\n{_wrap(text)}", va="top", ha="left", fontsize=8,
@@ -128,7 +130,7 @@ def _boxes(ax, boxes) -> None:
 def _wrap(text: str, width: int = 110) -> str:
     text = " ".join((text or "").split())
     if not text:
-        return "(no reasoning text)"
+        return "(empty)"
     if len(text) > MAX_THINK_CHARS:
         text = text[:MAX_THINK_CHARS].rstrip() + " \u2026"
     return textwrap.fill(text, width=width)

@@ -92,6 +92,16 @@ def test_plot_prediction_marks_untrained_and_empty():
         plot_prediction(pred, map_image.astype(float), sat)
 
 
+def test_plot_prediction_shows_raw_output_without_think_text():
+    import dataclasses
+
+    pred = dataclasses.replace(_prediction(), stage1_think="", stage1_text="gibberish q7 ]]} no tags")
+    map_image, sat = _chip_images()
+    texts = [t.get_text() for ax in plot_prediction(pred, map_image, sat).axes for t in ax.texts]
+    assert any("raw output" in t and "gibberish q7" in t for t in texts)
+    assert any("stage 2 reasoning" in t and "sports field" in t for t in texts)
+
+
 @pytest.fixture
 def scene():
     """A 200 x 300 grey image on a zoom-18 Web-Mercator grid in Helsinki, and two polygons given
