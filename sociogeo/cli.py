@@ -20,6 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ._cliargs import add_area_arguments, add_imagery_arguments
 from ._version import __version__
 from .errors import ConfigError, SociogeoError
 from .results import (  # noqa: F401  (re-exported: the CLI's result files)
@@ -42,23 +43,10 @@ def add_fetch(subparsers, parents) -> None:
             "streamed to disk, so memory does not grow with the area."
         ),
     )
-    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
-                   help="west south east north, in degrees (longitude first)")
-    p.add_argument("--zoom", type=int, default=17, help="XYZ zoom level (default 17, ~1.2 m/px at the equator)")
-    p.add_argument("--satellite", default="Esri.WorldImagery",
-                   help="satellite tile provider: xyzservices name or URL template (default Esri.WorldImagery)")
-    p.add_argument("--map", default="OpenStreetMap.Mapnik",
-                   help="map tile provider, or 'osm' to render one from OpenStreetMap data "
-                        "(default OpenStreetMap.Mapnik)")
-    p.add_argument("--osm-source", type=Path, default=None,
-                   help="with --map osm: an .osm.pbf file to render from (default: Overpass API)")
+    add_area_arguments(p)
+    add_imagery_arguments(p)
     p.add_argument("--osm-landuse", action="store_true", help="with --map osm: colour land use")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="tile cache directory (default: sociogeo.options.cache_dir)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the tile cache")
-    p.add_argument("--offline", action="store_true", help="use cached tiles only; never touch the network")
-    p.add_argument("--max-area-km2", type=float, default=None,
-                   help="accept areas up to this size (default: sociogeo.options.max_area_km2)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(handler=run_fetch)
 
@@ -119,13 +107,11 @@ def add_segment(subparsers, parents) -> None:
             "(polygons over the satellite image) to OUT without its extension + .preview.png."
         ),
     )
-    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
-                   help="west south east north, in degrees (longitude first)")
+    add_area_arguments(p, max_area=False)
     p.add_argument("--query", action="append", required=True, metavar="TEXT",
                    help="what to find, e.g. school; repeat for several queries")
     p.add_argument("--out", type=Path, required=True,
                    help="output file: .gpkg (GeoPackage), .geojson or .parquet (GeoParquet)")
-    p.add_argument("--zoom", type=int, default=17, help="XYZ zoom level (default 17, ~1.2 m/px at the equator)")
     models = p.add_argument_group("models")
     models.add_argument("--vlm", default=None,
                         help="Qwen2.5-VL: hub id, local folder or http(s):// OpenAI-compatible server "
@@ -142,15 +128,7 @@ def add_segment(subparsers, parents) -> None:
                           help="the authors' evaluation sampling (temperature 1.0, top_p 0.8, top_k 100)")
     models.add_argument("--max-new-tokens", type=int, default=2048, help="longest answer, in tokens (default 2048)")
     imagery = p.add_argument_group("imagery")
-    imagery.add_argument("--satellite", default="Esri.WorldImagery",
-                         help="satellite tile provider: xyzservices name or URL template (default Esri.WorldImagery)")
-    imagery.add_argument("--map", default="OpenStreetMap.Mapnik",
-                         help="map tile provider, or 'osm' to render one from OpenStreetMap data "
-                              "(default OpenStreetMap.Mapnik)")
-    imagery.add_argument("--osm-source", type=Path, default=None,
-                         help="with --map osm: an .osm.pbf file to render from (default: Overpass API)")
-    imagery.add_argument("--cache-dir", type=Path, default=None,
-                         help="tile cache directory (default: sociogeo.options.cache_dir)")
+    add_imagery_arguments(imagery, offline_help="never touch the network: cached tiles and locally available weights only")
     imagery.add_argument("--max-area-km2", type=float, default=None,
                          help="accept areas up to this size (default: sociogeo.options.max_area_km2)")
     run = p.add_argument_group("run")
@@ -163,8 +141,6 @@ def add_segment(subparsers, parents) -> None:
                      help="simplify polygons with this tolerance in metres (default: no simplification)")
     run.add_argument("--resume-dir", type=Path, default=None,
                      help="keep per-chip results here, so an interrupted run continues where it stopped")
-    run.add_argument("--offline", action="store_true",
-                     help="never touch the network: cached tiles and locally available weights only")
     p.set_defaults(handler=run_segment, sample=False)
 
 

@@ -861,6 +861,8 @@ def _write_build_json(path: Path, report: BuildReport, area, pair, *, parameters
 # -- command line -----------------------------------------------------------------------------------
 def add_build_dataset(subparsers, parents) -> None:
     """Register ``sociogeo build-dataset`` (see :mod:`sociogeo.cli`)."""
+    from ._cliargs import add_area_arguments, add_imagery_arguments
+
     p = subparsers.add_parser(
         "build-dataset",
         parents=parents,
@@ -872,17 +874,10 @@ def add_build_dataset(subparsers, parents) -> None:
             "plus OUT/samples.csv and OUT/build.json. Exit status 1 when no sample passes the filters."
         ),
     )
-    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
-                   help="west south east north, in degrees (longitude first)")
-    p.add_argument("--zoom", type=int, default=17, help="XYZ zoom level (default 17)")
+    add_area_arguments(p)
     p.add_argument("--name", default=None, help="a short name for the area, used in sample ids")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--osm-source", type=Path, default=None,
-                   help="an .osm or .osm.pbf file with the area's OpenStreetMap data (default: Overpass API)")
-    p.add_argument("--satellite", default="Esri.WorldImagery",
-                   help="satellite tile provider: xyzservices name or URL template (default Esri.WorldImagery)")
-    p.add_argument("--map", default="osm",
-                   help="'osm' to render the map from the OSM data (default), or a map tile provider")
+    add_imagery_arguments(p, map_default="osm", offline_help="use cached tiles and local OSM data only; never touch the network")
     p.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS), help="query levels (default: all)")
     p.add_argument("--chip-size", type=int, default=768, help="chip size in pixels (default 768, as SocioSeg)")
     p.add_argument("--overlap", type=int, default=0, help="overlap between chips in pixels (default 0)")
@@ -902,11 +897,6 @@ def add_build_dataset(subparsers, parents) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
     p.add_argument("--max-samples", type=int, default=None, help="stop after this many samples")
     p.add_argument("--hf", action="store_true", help="also save a datasets.DatasetDict under OUT/hf")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="tile cache directory (default: sociogeo.options.cache_dir)")
-    p.add_argument("--offline", action="store_true", help="use cached tiles only; never touch the network")
-    p.add_argument("--max-area-km2", type=float, default=None,
-                   help="accept areas up to this size (default: sociogeo.options.max_area_km2)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     p.set_defaults(handler=run_build_dataset)
 
