@@ -40,4 +40,4 @@ def render_stage2(image: np.ndarray, mask: np.ndarray, boxes: Iterable[Sequence[
     overlay = np.zeros((height, width, 4), dtype=np.uint8)
     overlay[mask] = MASK_RGBA
     canvas = Image.alpha_composite(canvas, Image.fromarray(overlay, "RGBA"))
-    return np.asarray(canvas.convert("RGB"))
+    return np.array(canvas.convert("RGB"))

@@ -188,6 +188,24 @@ def test_grpo_with_lora_and_the_paper_schedule(world):
     assert vlm.generate([], None) == [] and "stage2/format" in metrics
 
 
+def test_grpo_trains_a_ready_model_without_writing_checkpoints(world):
+    from sociogeo.train import train_grpo
+    from sociogeo.vlm.transformers_backend import TransformersVLM
+
+    vlm = TransformersVLM.from_pretrained(world["vlm"])
+    before = {k: v.clone() for k, v in vlm.model.state_dict().items()}
+    out = world["root"] / "ready"
+    seen = []
+    with sociogeo.options.context(progress=False):
+        train_grpo(_grpo(world, "unused", out, steps=2, save_every=0, generation_batch_size=3), vlm=vlm,
+                   save_model=False, log=lambda line: None, callback=lambda step, m: seen.append(step))
+    assert seen == [1, 2] and vlm.batch_size == 3
+    assert not (out / "checkpoints").exists() and not (out / "final").exists()
+    assert any(not torch.equal(before[k], v) for k, v in vlm.model.state_dict().items())  # trained in place
+    with pytest.raises(ConfigError, match="save_every"):
+        _grpo(world, "unused", out, save_every=-1)
+
+
 def test_rollout_schedules_and_advantages(world):
     from sociogeo.socioseg import load_socioseg
     from sociogeo.train.data import to_model_space

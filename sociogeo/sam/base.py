@@ -97,7 +97,8 @@ def check_images(images) -> list[np.ndarray]:
             )
         if array.shape[0] == 0 or array.shape[1] == 0:
             raise ConfigError(f"image {i} is empty (shape {array.shape})")
-        checked.append(np.ascontiguousarray(array))
+        # torch warns about (and may write through) read-only buffers, e.g. views of PIL images
+        checked.append(np.ascontiguousarray(array) if array.flags.writeable else array.copy())
     return checked
 
 

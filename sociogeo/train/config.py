@@ -42,7 +42,7 @@ class _Common:
     bf16: bool = True  # ignored on CPU
     steps: int = 250
     micro_batch_size: int = 4  # sequences per forward/backward pass
-    save_every: int = 50
+    save_every: int = 50  # 0: no intermediate checkpoints
     log_every: int = 1
     seed: int = 42
     min_pixels: int = 56 * 56
@@ -73,6 +73,7 @@ class GRPOConfig(_Common):
     max_new_tokens: int = 2048
     loss_aggregation: str = "sequence-mean"  # or "token-mean"
     generation_backend: str = "transformers"  # or "vllm" (GPU, vllm installed)
+    generation_batch_size: int = 8  # requests per model.generate call (transformers backend)
     vllm_gpu_memory_utilization: float = 0.3
 
     def validate(self) -> "GRPOConfig":
@@ -80,7 +81,10 @@ class GRPOConfig(_Common):
         _choice("reward_variant", self.reward_variant, ("release", "paper"))
         _choice("loss_aggregation", self.loss_aggregation, ("sequence-mean", "token-mean"))
         _choice("generation_backend", self.generation_backend, ("transformers", "vllm"))
-        _positive(self, "prompts_per_step", "group_size", "steps", "micro_batch_size", "ppo_epochs", "mini_batches", "max_new_tokens")
+        _positive(self, "prompts_per_step", "group_size", "steps", "micro_batch_size", "ppo_epochs", "mini_batches",
+                  "max_new_tokens", "generation_batch_size")
+        if not isinstance(self.save_every, int) or self.save_every < 0:
+            raise ConfigError(f"save_every must be 0 (never) or a positive number of steps, got {self.save_every!r}")
         if self.group_size < 2:
             raise ConfigError("group_size must be at least 2: advantages are normalised within each group")
         if not 0 < self.clip < 1:

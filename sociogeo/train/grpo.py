@@ -18,22 +18,25 @@ from ..progress import progress
 from ..vlm.base import GenerationConfig
 from .config import GRPOConfig, to_dict
 from .data import load_training_data, step_indices, to_model_space
-from .policy import completion_logprobs, load_policy, resume, save_checkpoint, save_final
+from .policy import completion_logprobs, load_policy, resume, save_checkpoint, save_final, synchronize
 from .rollout import rollout, summarise
 
 
-def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print, callback=None) -> dict:
+def train_grpo(cfg: GRPOConfig, *, resume_from=None, vlm=None, sam=None, log=print, callback=None,
+               save_model: bool = True) -> dict:
     """Train with GRPO; returns the last step's metrics (and writes checkpoints, TensorBoard
     logs under ``output_dir/tensorboard`` and the final model under ``output_dir/final``).
 
     ``callback(step, metrics)`` is called on the main process after every step (metrics include
     ``time/generate_stage1``, ``time/sam``, ``time/render``, ``time/generate_stage2``,
-    ``time/rewards``, ``time/update`` and ``time/step`` in seconds)."""
+    ``time/rewards``, ``time/update`` and ``time/step`` in seconds). ``vlm`` and ``sam`` may be
+    ready backends instead of ``cfg.model``/``cfg.sam``; ``save_model=False`` skips the final
+    save (with ``save_every: 0``, nothing is written but logs)."""
     torch = require("torch", purpose="training")
     cfg.validate()
     from ..sam.base import load_sam
 
-    policy = load_policy(cfg, need_reference=cfg.kl_coef > 0)
+    policy = load_policy(cfg, need_reference=cfg.kl_coef > 0, vlm=vlm)
     acc = policy.accelerator
     if sam is None:
         sam = load_sam(cfg.sam, device=acc.device, **({"cache_dir": cfg.cache_dir} if cfg.cache_dir else {}))
@@ -62,6 +65,7 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print, callba
         policy.model.train()
         t_update = time.perf_counter()
         update = _update(policy, batch.sequences, cfg, torch)
+        synchronize(acc.device)
         if generator is not None and hasattr(generator, "sync"):
             generator.sync(policy)
         metrics = {**summarise(batch), **update, **{f"time/{k}": v for k, v in batch.timings.items()},
@@ -74,11 +78,12 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, sam=None, log=print, callba
                 writer.add_scalar(k, v, step + 1)
             writer.flush()
             log(_line(step + 1, cfg.steps, metrics))
-        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+        if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
             save_checkpoint(policy, out_dir, step + 1, config_dict)
     if writer is not None:
         writer.close()
-    save_final(policy, out_dir)
+    if save_model:
+        save_final(policy, out_dir)
     return metrics
 
 

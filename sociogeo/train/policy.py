@@ -47,8 +47,9 @@ class Policy:
             yield self.reference
 
 
-def load_policy(cfg, *, need_reference: bool) -> Policy:
-    """Load ``cfg.model`` for training under accelerate, as full fine-tuning or LoRA."""
+def load_policy(cfg, *, need_reference: bool, vlm=None) -> Policy:
+    """Load ``cfg.model`` for training under accelerate, as full fine-tuning or LoRA; or train a
+    ready :class:`~sociogeo.vlm.transformers_backend.TransformersVLM` passed as ``vlm``."""
     torch = require("torch", purpose="training")
     accelerate = require("accelerate", purpose="training")
     from ..vlm.transformers_backend import TransformersVLM
@@ -57,10 +58,14 @@ def load_policy(cfg, *, need_reference: bool) -> Policy:
     bf16 = bool(cfg.bf16 and cuda)
     accelerator = accelerate.Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda)
     accelerate.utils.set_seed(cfg.seed)
-    vlm = TransformersVLM.from_pretrained(
-        cfg.model, device=accelerator.device, dtype=torch.bfloat16 if bf16 else torch.float32,
-        cache_dir=cfg.cache_dir, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
-    )
+    if vlm is None:
+        vlm = TransformersVLM.from_pretrained(
+            cfg.model, device=accelerator.device, dtype=torch.bfloat16 if bf16 else torch.float32,
+            cache_dir=cfg.cache_dir, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+        )
+    else:
+        vlm.model.to(accelerator.device)
+    vlm.batch_size = int(getattr(cfg, "generation_batch_size", vlm.batch_size))
     model = vlm.model
     # the vision tower stays frozen (as in the release); the language model learns
     for name, param in model.named_parameters():
@@ -128,6 +133,13 @@ def _token_logprobs(logits, ids):
     """log softmax(logits)[ids] row by row, without materialising the full log-softmax."""
     logits = logits.float()
     return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def synchronize(device) -> None:
+    """Wait for queued GPU work, so wall-clock timings of a phase include it."""
+    torch = require("torch", purpose="training")
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------

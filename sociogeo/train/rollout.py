@@ -63,18 +63,26 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
 
     ``generate_ids(requests, config)`` defaults to ``vlm.generate_ids`` (a vLLM engine can stand in).
     """
+    from .policy import synchronize
+
     gen = generate_ids or vlm.generate_ids
     out = RolloutBatch()
     t = out.timings
-    tick = time.perf_counter()
+    device = vlm.device
+
+    def now() -> float:  # GPU work is asynchronous: wait for it so each phase is timed right
+        synchronize(device)
+        return time.perf_counter()
+
+    tick = now()
 
     # stage 1: group_size samples per prompt
     reqs1 = [VLMRequest(stage1_text(s.query), [s.map_image, s.satellite_image]) for s in samples for _ in range(group_size)]
     ids1 = gen(reqs1, generation)
     texts1 = vlm.decode(ids1)
-    t["generate_stage1"] = time.perf_counter() - tick
+    t["generate_stage1"] = now() - tick
 
-    tick = time.perf_counter()
+    tick = now()
     embeddings = sam.embed([s.satellite_image for s in samples])
     masks1, parsed1 = [], []
     for j, text in enumerate(texts1):
@@ -82,17 +90,17 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
         p = parse_answer(text, image_size=s.mask.shape, stage=1)
         parsed1.append(p)
         masks1.append(union(sam.predict(embeddings[j // group_size], [Prompt(box=b) for b in p.boxes]), s.mask.shape))
-    t["sam"] = time.perf_counter() - tick
+    t["sam"] = now() - tick
 
-    tick = time.perf_counter()
+    tick = now()
     for j, (req, ids, text) in enumerate(zip(reqs1, ids1, texts1)):
         s = samples[j // group_size]
         out.stage1.append(Completion(1, j // group_size, req, ids, text,
                                     R.stage1(text, truth_boxes=s.truth_boxes, variant=reward_variant)))
-    t["rewards"] = time.perf_counter() - tick
+    t["rewards"] = now() - tick
 
     # stage 2 inputs: the stage-1 result rendered on both images
-    tick = time.perf_counter()
+    tick = now()
     if schedule == "paper":
         parents = []
         for g in range(len(samples)):
@@ -109,23 +117,23 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
             stage2_text(s.query, answer_text(texts1[j])),
             [render_stage2(s.map_image, masks1[j], boxes), render_stage2(s.satellite_image, masks1[j], boxes)],
         ))
-    t["render"] = time.perf_counter() - tick
+    t["render"] = now() - tick
 
-    tick = time.perf_counter()
+    tick = now()
     ids2 = gen(reqs2, generation)
     texts2 = vlm.decode(ids2)
-    t["generate_stage2"] = time.perf_counter() - tick
+    t["generate_stage2"] = now() - tick
 
-    tick = time.perf_counter()
+    tick = now()
     finals = []
     for k, (j, text) in enumerate(zip(parents, texts2)):
         s = samples[j // group_size]
         p = parse_answer(text, image_size=s.mask.shape, stage=2)
         prompts = [Prompt(box=it.box, points=tuple(it.points)) for it in p.items]
         finals.append(union(sam.predict(embeddings[j // group_size], prompts), s.mask.shape))
-    t["sam"] += time.perf_counter() - tick
+    t["sam"] += now() - tick
 
-    tick = time.perf_counter()
+    tick = now()
     for k, (j, req, ids, text) in enumerate(zip(parents, reqs2, ids2, texts2)):
         s = samples[j // group_size]
         rw = R.stage2(text, answer_text(texts1[j]), finals[k], s.mask, variant=reward_variant)
@@ -135,7 +143,7 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
             members = [q for q in seqs if q.group == g]
             for q, a in zip(members, normalise([q.reward["total"] for q in members])):
                 q.advantage = float(a)
-    t["rewards"] += time.perf_counter() - tick
+    t["rewards"] += now() - tick
     return out
 
 

@@ -99,7 +99,7 @@ def train_sft(cfg: SFTConfig, *, resume_from=None, log=print) -> dict:
                    "time/step": time.perf_counter() - tick}
         if acc.is_main_process and ((step + 1) % cfg.log_every == 0 or step + 1 == steps):
             log(f"step {step + 1}/{steps} | loss {metrics['loss']:.4f} | {metrics['time/step']:.1f} s")
-        if (step + 1) % cfg.save_every == 0 or step + 1 == steps:
+        if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == steps):
             save_checkpoint(policy, out_dir, step + 1, config_dict)
     save_final(policy, out_dir)
     return metrics
