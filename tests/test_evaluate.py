@@ -73,3 +73,27 @@ def test_limit_and_iterables():
                for i, (q, lvl, m, _) in enumerate(CASES))
     ev = evaluate(_reasoner(), samples, limit=2)
     assert len(ev.records) == 2 and ev.scores["all"].n == 2
+
+
+def test_evaluate_command_with_tiny_models(tmp_path, capsys):
+    """`sociogeo evaluate` end to end: real tiny models, a raw SocioSeg folder, CSV + Table 1."""
+    pytest.importorskip("torch")
+    from sociogeo.cli import main
+    from sociogeo.socioseg import write_raw
+    from sociogeo.testing import make_tiny_models
+
+    rng = np.random.default_rng(2)
+    samples = [Sample(f"t{i}", q, rng.integers(0, 255, (112, 112, 3), dtype=np.uint8),
+                      rng.integers(0, 255, (112, 112, 3), dtype=np.uint8), _rect(10, 40, 10, 50)[:56, :56].repeat(2, 0).repeat(2, 1))
+               for i, q in enumerate(["park", "Educational", "Kaisaniemi"])]
+    write_raw(samples, tmp_path / "data", "test")
+    models = make_tiny_models(tmp_path / "models")
+    csv_path = tmp_path / "out" / "eval.csv"
+    code = main(["--quiet", "evaluate", "--data", str(tmp_path / "data"), "--split", "test", "--vlm", str(models.vlm),
+                 "--sam", str(models.sam), "--csv", str(csv_path), "--offline", "--max-new-tokens", "16"])
+    assert code == 0
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [r["id"] for r in rows] == ["t0", "t1", "t2"]
+    assert [r["level"] for r in rows] == ["class", "function", "name"]
+    out = capsys.readouterr().out
+    assert "SocioReasoner (paper)" in out and "(n=3)" in out and "tiny-qwen2.5-vl" in out
