@@ -40,7 +40,6 @@ BATCH_SIZE = 4
 TINY_MAX_NEW_TOKENS = 64
 _NOTICE_CHARS = 240  # the fallback notice stays one readable line
 # files transformers does not load when a repository also has safetensors weights
-_UNUSED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf", ".ot")
 
 
 @dataclass
@@ -138,6 +137,8 @@ def _online_inputs(*, device, model_cache_dir, echo):
     from .imagery import fetch_pair
     from .reasoner import DEFAULT_SAM, DEFAULT_VLM, SocioReasoner
 
+    from .hub import probe_weights
+
     missing = probe_weights([DEFAULT_VLM, DEFAULT_SAM], cache_dir=model_cache_dir)
     # imagery first: a tile or Overpass failure then costs seconds, not a multi-GB download
     pair = fetch_pair(demo_area(), satellite=DEMO_SATELLITE, map=DEMO_MAP)
@@ -163,75 +164,6 @@ def _offline_inputs(*, device):
         generation=GenerationConfig.greedy(max_new_tokens=TINY_MAX_NEW_TOKENS),
     )
     return pair, reasoner
-
-
-def probe_weights(repo_ids, *, cache_dir=None) -> dict[str, int | None]:
-    """Which of the hub repositories ``repo_ids`` still have to be downloaded, with their download
-    size in bytes (None when the Hub does not say); empty when all are in the local cache.
-
-    The local cache is checked without network access. For a missing repository the Hub is asked
-    for its file list (one small request, no weights). Raises
-    :class:`~sociogeo.errors.ModelNotFoundError` when a missing repository cannot be downloaded:
-    offline mode (``HF_HUB_OFFLINE`` or ``sociogeo.options.offline``), no network, or no such
-    repository.
-    """
-    from ._optional import require
-    from ._runtime import offline_requested
-    from .errors import ModelNotFoundError
-    from .options import options
-
-    require("huggingface_hub", purpose="downloading model weights")
-    from huggingface_hub import HfApi
-
-    missing: dict[str, int | None] = {}
-    for repo in repo_ids:
-        if weights_cached(repo, cache_dir=cache_dir):
-            continue
-        if offline_requested():
-            raise ModelNotFoundError(
-                f"the weights of {repo} are not in the Hugging Face cache and offline mode is on "
-                "(HF_HUB_OFFLINE or sociogeo.options.offline); run once with network access, or "
-                f"`hf download {repo}` on a connected machine"
-            )
-        try:
-            info = HfApi().model_info(repo, files_metadata=True, timeout=options.timeout_s)
-        except Exception as exc:  # no network, DNS, 404, gated: all mean "cannot download now"
-            raise ModelNotFoundError(
-                f"cannot reach {repo} on the Hugging Face Hub ({type(exc).__name__}: {_clip(str(exc), 160)})"
-            ) from exc
-        missing[repo] = _download_size(info)
-    return missing
-
-
-def weights_cached(repo: str, *, cache_dir=None) -> bool:
-    """Whether the local Hugging Face cache holds a complete snapshot of ``repo``'s weights
-    (config.json and every safetensors shard its index names); never touches the network."""
-    import json
-
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = Path(snapshot_download(repo, cache_dir=cache_dir, local_files_only=True))
-    except Exception:  # noqa: BLE001 (not cached, or a broken cache entry: either way unusable)
-        return False
-    if not (folder / "config.json").is_file():
-        return False
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError):
-            return False
-        return all((folder / shard).is_file() for shard in shards)
-    return any(folder.glob("*.safetensors"))
-
-
-def _download_size(info) -> int | None:
-    files = [(s.rfilename, s.size) for s in (info.siblings or [])]
-    if any(name.endswith(".safetensors") for name, _ in files):
-        files = [(n, s) for n, s in files if not n.endswith(_UNUSED_WEIGHT_SUFFIXES)]
-    sizes = [s for _, s in files if s is not None]
-    return sum(sizes) if sizes else None
 
 
 # -- running and writing --------------------------------------------------------------------------
@@ -318,4 +250,4 @@ def _clip(text: str, limit: int = _NOTICE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
-__all__ = ["DemoResult", "demo_area", "probe_weights", "run_demo", "sample_pair", "weights_cached"]
+__all__ = ["DemoResult", "demo_area", "run_demo", "sample_pair"]

