@@ -592,10 +592,17 @@ class Explorer:
 
 
 def _box_features(chip, query: str, prediction) -> list[dict]:
-    """The prediction's stage-1 boxes as lon/lat GeoJSON rectangles."""
+    """The prediction's stage-1 boxes as lon/lat GeoJSON rectangles, clipped to the area (an edge
+    chip's padding lies outside it)."""
+    import numpy as np
+
+    height, width = chip.size[0] - chip.pad[0], chip.size[1] - chip.pad[1]
     features = []
     for x1, y1, x2, y2 in prediction.stage1_boxes:
-        (west, north), (east, south) = chip.model_to_lonlat([[x1, y1], [x2, y2]]).tolist()
+        (px1, py1), (px2, py2) = np.clip(chip.model_to_pixel([[x1, y1], [x2, y2]]), 0, [width, height])
+        if px2 <= px1 or py2 <= py1:
+            continue  # entirely in the padding
+        (west, north), (east, south) = chip.pixel_to_lonlat([[px1, py1], [px2, py2]]).tolist()
         ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
         features.append({
             "type": "Feature",

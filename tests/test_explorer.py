@@ -248,6 +248,11 @@ def test_run_draws_polygons_with_popups(ex):
 
     r0 = [shape(f["geometry"]) for f in feats if f["properties"]["chip_id"] == "r0_c0"][0]
     assert np.allclose(r0.bounds, _expected_chip_box(grid, BOXES["park"]), atol=2 * px_deg)
+    # boxes never reach into an edge chip's padding: all lie within the area's grid
+    w, s, e, n = grid.lonlat_bounds
+    for f in feats:
+        bw, bs, be, bn = shape(f["geometry"]).bounds
+        assert w - 1e-9 <= bw and be <= e + 1e-9 and s - 1e-9 <= bs and bn <= n + 1e-9
 
 
 def test_progress_advances_chip_by_chip(make_explorer):
