@@ -15,8 +15,7 @@ import json
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -84,12 +83,10 @@ def _png_size(data_url: str):
 
 @pytest.fixture(scope="module")
 def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    from sociogeo.testing.loopback import serve
+
+    with serve(_ScriptedChat) as server:
+        yield f"{server.url}/v1"
 
 
 def segment_args(tile_server, out, *extra, vlm, sam):

@@ -4,9 +4,8 @@ Overpass answered by a real HTTP server on 127.0.0.1 (never the internet)."""
 import json
 import os
 import shutil
-import threading
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import shapely
@@ -330,16 +329,14 @@ class _FakeOverpass(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def overpass(tmp_path, monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOverpass)
-    server.queries = []
-    server.answer = (500, b"runtime error: out of memory")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setattr(ox.settings, "overpass_url", f"http://127.0.0.1:{server.server_port}/api")
-    with sociogeo.options.context(offline=False, cache_dir=tmp_path / "cache", timeout_s=10):
-        yield server
-    server.shutdown()
-    server.server_close()
+    from sociogeo.testing.loopback import serve
+
+    with serve(_FakeOverpass) as server:
+        server.queries = []
+        server.answer = (500, b"runtime error: out of memory")
+        monkeypatch.setattr(ox.settings, "overpass_url", f"{server.url}/api")
+        with sociogeo.options.context(offline=False, cache_dir=tmp_path / "cache", timeout_s=10):
+            yield server
 
 
 def test_overpass_failure_is_a_typed_error(overpass):

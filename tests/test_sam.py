@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -337,38 +336,24 @@ def test_sam1_official_checkpoint_offline_raises_model_not_found(tmp_path):
     assert not any(tmp_path.rglob("*"))  # nothing written
 
 
-class _FileServer:
-    """Serves one file at /<name> on 127.0.0.1 and counts the requests."""
+def _file_handler(payload: bytes, name: str, counter: list):
+    """A request handler serving one file at /<name>, counting requests in ``counter``."""
 
-    def __init__(self, payload: bytes, name: str):
-        server_self = self
-        self.requests = 0
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            counter.append(self.path)
+            if self.path != f"/{name}":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                server_self.requests += 1
-                if self.path != f"/{name}":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+        def log_message(self, *args):
+            pass
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return Handler
 
 
 def test_sam1_official_checkpoint_download(monkeypatch, tmp_path, sam1_path, images):
@@ -377,12 +362,15 @@ def test_sam1_official_checkpoint_download(monkeypatch, tmp_path, sam1_path, ima
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     options.offline, options.progress = False, False
+    from sociogeo.testing.loopback import serve
+
     name = SAM1_CHECKPOINTS["vit_b"].rsplit("/", 1)[1]
-    with _FileServer(sam1_path.read_bytes(), name) as server:
+    requests = []
+    with serve(_file_handler(sam1_path.read_bytes(), name, requests)) as server:
         monkeypatch.setitem(SAM1_CHECKPOINTS, "vit_b", f"{server.url}/{name}")
         segmenter = Sam1Segmenter.from_checkpoint("vit_b", cache_dir=tmp_path, device="cpu")
         again = Sam1Segmenter.from_checkpoint("vit_b", cache_dir=tmp_path, device="cpu")
-        assert server.requests == 1  # the second load used the cached file
+        assert len(requests) == 1  # the second load used the cached file
 
         target = checkpoint_path("vit_b", tmp_path)
         assert target.read_bytes() == sam1_path.read_bytes()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import numpy as np
@@ -337,15 +336,11 @@ class _Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def scripted():
+    from sociogeo.testing.loopback import serve
+
     _Scripted.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_Scripted) as server:
+        yield server.url
 
 
 def _decode_data_url(url: str) -> np.ndarray:

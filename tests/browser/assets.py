@@ -20,7 +20,10 @@ import mimetypes
 import re
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
+
+from sociogeo.testing.loopback import serve
 from pathlib import Path
 
 BROWSER_DIR = Path(__file__).resolve().parent
@@ -61,24 +64,16 @@ class AssetServer:
         self.page = ""
         self.requests: list[tuple[str, int]] = []
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"assets": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="browser-assets", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._stack = ExitStack()
+        self.url = ""  # http://127.0.0.1:<port>, once entered
 
     def __enter__(self) -> AssetServer:
-        self._thread.start()
+        handler = type("Handler", (_Handler,), {"assets": self})
+        self.url = self._stack.enter_context(serve(handler)).url
         return self
 
     def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._stack.close()
 
     def _log(self, path: str, status: int) -> None:
         with self._lock:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
+
+from sociogeo.testing.loopback import serve
 
 MODEL = "scripted-box"
 BOX = [70, 70, 180, 180]  # x1, y1, x2, y2 in the model's pixels (252 x 252 for a 256-pixel chip)
@@ -34,24 +37,16 @@ class ScriptedChatServer:
     def __init__(self):
         self.completions = 0
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"chat": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="scripted-chat", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._stack = ExitStack()
+        self.url = ""  # http://127.0.0.1:<port>, once entered
 
     def __enter__(self) -> ScriptedChatServer:
-        self._thread.start()
+        handler = type("Handler", (_Handler,), {"chat": self})
+        self.url = self._stack.enter_context(serve(handler)).url
         return self
 
     def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._stack.close()
 
     def _count(self) -> None:
         with self._lock:
