@@ -34,15 +34,6 @@ class Evaluation:
 
         return pd.DataFrame.from_records(self.records, columns=RECORD_FIELDS)
 
-    def to_csv(self, path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
-            w.writeheader()
-            w.writerows(self.records)
-        return path
-
 
 def evaluate(reasoner, samples: Iterable, *, batch_size: int = 4, limit: int | None = None, csv_path=None, generation=None) -> Evaluation:
     """Run ``reasoner`` on SocioSeg-style samples (anything with ``id``, ``query``, ``map_image``,

@@ -12,8 +12,8 @@ import numpy as np
 class GenerationConfig:
     """Decoding settings. The default is greedy (reproducible analysis).
 
-    ``GenerationConfig.released()`` gives the authors' evaluation sampling (spec section 3.9),
-    ``GenerationConfig.training()`` the GRPO rollout sampling (spec section 5).
+    ``GenerationConfig.released()`` gives the authors' evaluation sampling (spec section 3.9);
+    GRPO rollouts take theirs from :class:`~sociogeo.train.config.GRPOConfig` (spec section 5).
     """
 
     do_sample: bool = False
@@ -33,10 +33,6 @@ class GenerationConfig:
     @classmethod
     def released(cls, max_new_tokens: int = 2048, seed: int | None = None) -> "GenerationConfig":
         return cls(do_sample=True, temperature=1.0, top_p=0.8, top_k=100, max_new_tokens=max_new_tokens, seed=seed)
-
-    @classmethod
-    def training(cls, max_new_tokens: int = 2048, seed: int | None = None) -> "GenerationConfig":
-        return cls(do_sample=True, temperature=0.99, top_p=0.99, top_k=100, max_new_tokens=max_new_tokens, seed=seed)
 
 
 @dataclass
