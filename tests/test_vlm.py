@@ -416,3 +416,18 @@ def test_client_argument_errors():
         OpenAIVLM("http://127.0.0.1:1", max_concurrency=0)
     with pytest.raises(ConfigError):
         OpenAIVLM("http://127.0.0.1:1", dialect="tgi")
+
+
+def test_quiet_loading_prints_no_progress_bars(tmp_path, capfd):
+    """With sociogeo's progress switched off, creating and loading models writes nothing to stderr."""
+    import sociogeo
+    from sociogeo.testing import make_tiny_models
+
+    capfd.readouterr()
+    with sociogeo.options.context(progress=False):
+        models = make_tiny_models(tmp_path / "models")
+        TransformersVLM.from_pretrained(models.vlm)
+    assert capfd.readouterr().err == ""
+    import transformers
+
+    assert transformers.utils.logging.is_progress_bar_enabled()  # restored afterwards

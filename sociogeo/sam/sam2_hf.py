@@ -16,7 +16,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import ConfigError, ModelNotFoundError
-from .._runtime import offline_requested, resolve_device
+from .._runtime import loading_progress, offline_requested, resolve_device
 from .base import ImageEmbedding, Prompt, check_images, prompt_groups
 
 DEFAULT_SAM2 = "facebook/sam2-hiera-large"
@@ -137,11 +137,12 @@ class Sam2Segmenter:
                 )
         where = {"cache_dir": cache_dir, "local_files_only": local_files_only}
         try:
-            config = image_model_config(transformers.AutoConfig.from_pretrained(name_or_path, **where))
-            model = transformers.Sam2Model.from_pretrained(
-                name_or_path, config=config, dtype=_resolve_dtype(dtype), **where
-            )
-            processor = transformers.Sam2Processor.from_pretrained(name_or_path, **where)
+            with loading_progress():
+                config = image_model_config(transformers.AutoConfig.from_pretrained(name_or_path, **where))
+                model = transformers.Sam2Model.from_pretrained(
+                    name_or_path, config=config, dtype=_resolve_dtype(dtype), **where
+                )
+                processor = transformers.Sam2Processor.from_pretrained(name_or_path, **where)
         except (OSError, HFValidationError) as exc:
             raise _not_found(name_or_path, exc) from exc
         model = model.to(resolve_device(device))

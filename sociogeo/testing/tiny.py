@@ -20,21 +20,20 @@ def make_tiny_models(directory, *, seed: int = 0, sam: str = "sam2") -> TinyMode
     Pass the paths to :meth:`sociogeo.SocioReasoner.from_pretrained`. The models are untrained:
     useful for tests, smoke runs and demos of the pipeline, not for results.
     """
+    from .._runtime import loading_progress
     from .tiny_sam import make_tiny_sam1, make_tiny_sam2
     from .tiny_vlm import make_tiny_vlm
 
+    if sam not in ("sam2", "sam1"):
+        raise ValueError(f"sam must be 'sam2' or 'sam1', got {sam!r}")
     root = Path(directory)
     vlm_dir = root / "tiny-qwen2.5-vl"
-    if not (vlm_dir / "config.json").exists():
-        make_tiny_vlm(vlm_dir, seed=seed)
-    if sam == "sam2":
-        sam_path = root / "tiny-sam2"
-        if not (sam_path / "config.json").exists():
+    sam_path = root / ("tiny-sam2" if sam == "sam2" else "tiny-sam1.pth")
+    with loading_progress():  # transformers' "Writing model shards" bars follow sociogeo.options.progress
+        if not (vlm_dir / "config.json").exists():
+            make_tiny_vlm(vlm_dir, seed=seed)
+        if sam == "sam2" and not (sam_path / "config.json").exists():
             make_tiny_sam2(sam_path, seed=seed)
-    elif sam == "sam1":
-        sam_path = root / "tiny-sam1.pth"
-        if not sam_path.exists():
+        if sam == "sam1" and not sam_path.exists():
             make_tiny_sam1(sam_path, seed=seed)
-    else:
-        raise ValueError(f"sam must be 'sam2' or 'sam1', got {sam!r}")
     return TinyModels(vlm_dir, sam_path)

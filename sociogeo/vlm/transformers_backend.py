@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .._optional import require
+from .._runtime import loading_progress
 from ..errors import ConfigError, ModelNotFoundError
 from ..modelspace import MAX_PIXELS, MIN_PIXELS, smart_resize
 from ..options import options
@@ -79,10 +80,11 @@ class TransformersVLM:
             local_files_only = _offline()
         common = {"cache_dir": cache_dir, "local_files_only": bool(local_files_only), "trust_remote_code": False}
         try:
-            processor = transformers.AutoProcessor.from_pretrained(name, **common)
-            model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                name, dtype=dtype, attn_implementation=attn_implementation, **common
-            )
+            with loading_progress():
+                processor = transformers.AutoProcessor.from_pretrained(name, **common)
+                model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    name, dtype=dtype, attn_implementation=attn_implementation, **common
+                )
         except _not_found_errors() as exc:
             raise ModelNotFoundError(_not_found_message(name, cache_dir, bool(local_files_only), exc)) from exc
         model.to(device).eval()
