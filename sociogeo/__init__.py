@@ -15,22 +15,25 @@ from .options import options, set_progress
 
 # public name -> module that defines it
 _LAZY = {
-    "Area": "sociogeo.area",
-    "PixelGrid": "sociogeo.grid",
-    "fetch_pair": "sociogeo.imagery",
-    "ImagePair": "sociogeo.imagery",
-    "Chip": "sociogeo.chips",
-    "vectorize": "sociogeo.vectorize",
-    "SocioReasoner": "sociogeo.reasoner",
-    "Prediction": "sociogeo.reasoner",
-    "segment": "sociogeo.segmentation",
-    "Explorer": "sociogeo.explorer",
-    "build_dataset": "sociogeo.osm_dataset",
+    "Area": "sociogeo.geo.area",
+    "PixelGrid": "sociogeo.geo.grid",
+    "ImagerySource": "sociogeo.imagery.source",
+    "fetch_pair": "sociogeo.imagery.pair",
+    "ImagePair": "sociogeo.imagery.pair",
+    "Chip": "sociogeo.imagery.chips",
+    "SocioReasoner": "sociogeo.reasoner.model",
+    "Prediction": "sociogeo.reasoner.model",
+    "segment": "sociogeo.pipeline.run",
+    "vectorize": "sociogeo.pipeline.vectorize",
+    "Explorer": "sociogeo.analysis.explorer",
+    "build_dataset": "sociogeo.datasets.osm_build",
 }
+# the data flow, one subpackage per step (training beside it), plus shortcuts users already write
 _SUBMODULES = {
-    "access", "area", "chips", "cli", "demo", "errors", "evaluate", "explorer", "grid", "imagery", "metrics", "modelspace",
-    "maprender", "osm", "osm_dataset", "parsing", "results", "plot", "prompts", "providers", "reasoner", "render", "rewards",
-    "sam", "segmentation", "socioseg", "taxonomy", "testing", "tiles", "vectorize", "vlm", "train",
+    "geo": "sociogeo.geo", "imagery": "sociogeo.imagery", "osm": "sociogeo.osm", "reasoner": "sociogeo.reasoner",
+    "pipeline": "sociogeo.pipeline", "analysis": "sociogeo.analysis", "datasets": "sociogeo.datasets",
+    "train": "sociogeo.train", "cli": "sociogeo.cli", "testing": "sociogeo.testing", "errors": "sociogeo.errors",
+    "defaults": "sociogeo.defaults", "access": "sociogeo.analysis.access",
 }
 
 __all__ = ["__version__", "options", "set_progress", *_LAZY, *_error_names]
@@ -42,7 +45,7 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"sociogeo.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'sociogeo' has no attribute {name!r}")
 
 

@@ -1,8 +1,7 @@
-"""Runtime helpers shared by the model backends: device choice and offline detection."""
+"""Runtime helpers shared by the model backends: device choice and transformers' loading bars."""
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 from ._optional import require
@@ -17,15 +16,9 @@ def resolve_device(device=None):
     return torch.device(device)
 
 
-def offline_requested() -> bool:
-    """True when ``sociogeo.options.offline`` or Hugging Face's offline variables ask for no network."""
-    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return bool(options.offline) or any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
-
-
 @contextmanager
 def loading_progress():
-    """transformers' own loading bars follow ``sociogeo.options.progress`` (``--quiet`` silences them)."""
+    """Transformers' own loading bars follow ``sociogeo.options.progress`` (``--quiet`` silences them)."""
     logging = require("transformers", purpose="loading models").utils.logging
     was_enabled = logging.is_progress_bar_enabled()
     if not options.progress:

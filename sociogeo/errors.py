@@ -59,6 +59,50 @@ class ConfigError(SociogeoError, ValueError):
     """A configuration file or argument is invalid."""
 
 
+class InvalidImageError(ConfigError):
+    """An image is not what the step needs (H x W x 3 uint8 RGB); the message gives its shape and dtype."""
+
+
+class VLMServerError(SociogeoError):
+    """An OpenAI-compatible server could not be reached or gave an unusable answer.
+
+    ``url`` is the endpoint called, ``status`` the HTTP status (None when no response came).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None):
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class VLMBatchError(VLMServerError):
+    """Some requests of a batch failed. ``results`` holds every answer in request order (None
+    where the request failed); ``errors`` maps each failed index to its :class:`VLMServerError`.
+    """
+
+    def __init__(self, results: list, errors: dict[int, VLMServerError]):
+        self.results = results
+        self.errors = errors
+        first_index = min(errors)
+        first = errors[first_index]
+        failed = sorted(errors)
+        shown = ", ".join(str(i) for i in failed[:20]) + (" ..." if len(failed) > 20 else "")
+        super().__init__(
+            f"{len(failed)} of {len(results)} VLM requests failed (indices {shown}); "
+            f"request {first_index}: {first}",
+            url=first.url,
+            status=first.status,
+        )
+
+
+class BadSampleError(SociogeoError, ValueError):
+    """One sample cannot be read (missing file, undecodable image, malformed question.json)."""
+
+
+class MissingTilesWarning(UserWarning):
+    """Some tiles could not be fetched; their pixels are nodata (0) and invalid in the mask."""
+
+
 __all__ = [
     "SociogeoError",
     "InvalidAreaError",
@@ -72,4 +116,9 @@ __all__ = [
     "ModelNotFoundError",
     "DatasetNotFoundError",
     "ConfigError",
+    "InvalidImageError",
+    "VLMServerError",
+    "VLMBatchError",
+    "BadSampleError",
+    "MissingTilesWarning",
 ]

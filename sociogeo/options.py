@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from . import defaults
 from ._version import __version__ as _version
 
 
@@ -41,7 +42,7 @@ class Options:
     offline: bool = field(default_factory=lambda: _env_flag("SOCIOGEO_OFFLINE", False))
     cache_dir: Path = field(default_factory=_default_cache_dir)
     max_area_km2: float = field(
-        default_factory=lambda: float(os.environ.get("SOCIOGEO_MAX_AREA_KM2", "25"))
+        default_factory=lambda: float(os.environ.get("SOCIOGEO_MAX_AREA_KM2", defaults.MAX_AREA_KM2))
     )
     # Tile servers ask clients to identify themselves; never pretend to be a browser.
     user_agent: str = f"sociogeo/{_version} (+https://github.com/sociogeo/sociogeo)"
@@ -59,6 +60,13 @@ class Options:
         if name == "cache_dir" and value is not None:
             value = Path(value).expanduser()
         object.__setattr__(self, name, value)
+
+    def offline_requested(self) -> bool:
+        """Whether to stay off the network: ``offline`` here, or Hugging Face's ``HF_HUB_OFFLINE`` /
+        ``TRANSFORMERS_OFFLINE`` set. Every downloader and model loader asks this.
+        """
+        flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+        return bool(self.offline) or any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
 
     @contextmanager
     def context(self, **changes):

@@ -93,7 +93,7 @@ def tile_cache_dir(tmp_path) -> Path:
 @pytest.fixture
 def sf_area():
     """About 1.2 x 1.1 km of downtown San Francisco at zoom 15 (3.8 m/px): 327 x 296 px, 6 tiles."""
-    from sociogeo.area import Area
+    from sociogeo.geo.area import Area
 
     return Area.from_bbox((-122.4105, 37.7825, -122.3965, 37.7925), zoom=15, name="downtown SF")
 

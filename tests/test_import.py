@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "geopandas", "leafmap", "ipyleaflet", "rasterio", "osmnx", "xarray", "matplotlib", "PIL"]
+HEAVY = [
+    "torch", "transformers", "geopandas", "leafmap", "ipyleaflet", "rasterio", "osmnx", "xarray", "matplotlib", "PIL"
+]
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -25,16 +27,18 @@ def test_public_names_resolve_lazily():
 
 def test_unknown_attribute_is_an_attribute_error():
     import pytest
+
     import sociogeo
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        sociogeo.nope
+        _ = sociogeo.nope
 
 
 def test_dependency_error_names_the_extra():
+    import pytest
+
     from sociogeo._optional import require
     from sociogeo.errors import DependencyNotFoundError
-    import pytest
 
     with pytest.raises(DependencyNotFoundError, match=r"pip install 'sociogeo\[all\]'"):
         require("a_module_that_does_not_exist_xyz")

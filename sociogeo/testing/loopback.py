@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 
 @contextmanager
-def serve(handler: type[BaseHTTPRequestHandler], *, host: str = "127.0.0.1", port: int = 0) -> Iterator[ThreadingHTTPServer]:
+def serve(
+    handler: type[BaseHTTPRequestHandler], *, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[ThreadingHTTPServer]:
     """Serve ``handler`` on ``host`` (a free port by default) from a background thread.
 
     Yields the server, with ``.url`` (``http://host:port``) added; it is shut down and its port

@@ -1,6 +1,6 @@
 """Run ``transformers serve`` on a local model folder as a real OpenAI-compatible server process.
 
-Used by tests, notebooks and benchmarks to exercise :class:`~sociogeo.vlm.openai_backend.OpenAIVLM`
+Used by tests, notebooks and benchmarks to exercise :class:`~sociogeo.reasoner.vlm.openai_backend.OpenAIVLM`
 against an actual HTTP server on the loopback interface, offline (``HF_HUB_OFFLINE=1``)::
 
     with serve_model(make_tiny_vlm(tmp)) as url:

@@ -7,12 +7,12 @@ checkable to the pixel.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..sam.base import ImageEmbedding, Prompt
-from ..vlm.base import GenerationConfig, VLMRequest
+from ..reasoner.sam.base import ImageEmbedding, Prompt
+from ..reasoner.vlm.base import GenerationConfig, VLMRequest
 
 
 class ScriptedVLM:
@@ -26,6 +26,7 @@ class ScriptedVLM:
         self.configs: list[GenerationConfig | None] = []
 
     def generate(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list[str]:
+        """``respond(request)`` for each request, in order; the batch and ``config`` are recorded."""
         self.calls.append(list(requests))
         self.configs.append(config)
         return [self.respond(r) for r in requests]
@@ -33,7 +34,8 @@ class ScriptedVLM:
 
 class BoxSegmenter:
     """A segmenter whose mask for a prompt is the pixels whose centres lie in its box
-    (or a disc of ``radius`` pixels around each point when there is no box)."""
+    (or a disc of ``radius`` pixels around each point when there is no box).
+    """
 
     name = "box-segmenter"
 
@@ -42,10 +44,12 @@ class BoxSegmenter:
         self.embedded = 0
 
     def embed(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
+        """Featureless embeddings that only remember each H x W x 3 image's (height, width); counts the images."""
         self.embedded += len(images)
         return [ImageEmbedding(size=tuple(np.asarray(im).shape[:2]), features=None) for im in images]
 
     def predict(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> np.ndarray:
+        """(N, H, W) bool: each prompt's box, or discs around its points when it has no box."""
         h, w = embedding.size
         rows, cols = np.mgrid[0:h, 0:w] + 0.5
         out = np.zeros((len(prompts), h, w), bool)

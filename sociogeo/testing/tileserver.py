@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..grid import ORIGIN_SHIFT_M
+from ..geo.grid import ORIGIN_SHIFT_M
 
 FAULT_KINDS = ("404", "500", "429", "slow", "truncate")
 _TILE_PATH = re.compile(r"^/(?P<layer>[^/]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.png$")
@@ -146,6 +146,7 @@ class TileServer:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> TileServer:
+        """Start serving from a background thread (nothing happens if already running); returns the server."""
         if self._httpd is not None:
             return self
         handler = type("Handler", (_Handler,), {"server_ref": self})
@@ -183,16 +184,19 @@ class TileServer:
 
     @property
     def running(self) -> bool:
+        """Whether the server is serving (between :meth:`start` and :meth:`stop`)."""
         return self._httpd is not None
 
     @property
     def port(self) -> int:
+        """The port the server listens on; RuntimeError when it is not running."""
         if self._httpd is None:
             raise RuntimeError("the tile server is not running; call start() first")
         return self._httpd.server_address[1]
 
     @property
     def url(self) -> str:
+        """The server's base URL, ``http://<host>:<port>``."""
         return f"http://{self.host}:{self.port}"
 
     def url_template(self, layer: str) -> str:
@@ -220,6 +224,7 @@ class TileServer:
         return fault
 
     def clear_faults(self) -> None:
+        """Switch every injected fault off."""
         with self._lock:
             self._faults.clear()
 
@@ -232,6 +237,7 @@ class TileServer:
 
     @property
     def n_requests(self) -> int:
+        """Number of requests answered since the last :meth:`reset_log`."""
         with self._lock:
             return len(self._log)
 
@@ -243,10 +249,12 @@ class TileServer:
 
     @property
     def user_agents(self) -> set:
+        """The distinct User-Agent headers of the logged requests."""
         with self._lock:
             return {r.user_agent for r in self._log}
 
     def reset_log(self) -> None:
+        """Forget the logged requests (:attr:`requests`, :attr:`counts`, ...)."""
         with self._lock:
             self._log.clear()
 

@@ -22,8 +22,8 @@ import json
 import random
 from pathlib import Path
 
-from ..modelspace import MAX_PIXELS, MIN_PIXELS
-from ..prompts import stage1_text, stage2_text
+from ..geo.modelspace import MAX_PIXELS, MIN_PIXELS
+from ..reasoner.prompts import stage1_text, stage2_text
 
 # Qwen2's special tokens, in Qwen's order. The config's image/video/vision ids point at these.
 SPECIAL_TOKENS = (

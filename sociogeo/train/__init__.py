@@ -1,4 +1,4 @@
-"""Training SocioReasoner: GRPO over the two-stage rollout (spec section 5) and the SFT baseline.
+"""Training SocioReasoner: GRPO over the two-stage rollout (the release's GRPO settings) and the SFT baseline.
 
 A compact loop on ``accelerate`` (one process, DDP/FSDP/DeepSpeed through ``accelerate launch``),
 LoRA through ``peft``; see the README's design notes for why not TRL's GRPOTrainer.

@@ -1,4 +1,4 @@
-"""Training configurations, loadable from YAML; defaults mirror the released settings (spec section 5)."""
+"""Training configurations, loadable from YAML; defaults mirror the released settings (the release's GRPO settings)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from ..errors import ConfigError
 
 
@@ -16,7 +17,9 @@ class LoraSettings:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
 
 
 @dataclass
@@ -56,12 +59,14 @@ class _Common:
 class GRPOConfig(_Common):
     """GRPO over the two-stage rollout. Defaults: the release (128 prompts x 8 samples per step,
     clip 0.2, KL 0.005 with the k3 estimator, AdamW lr 1e-6, wd 0.01, one PPO epoch, sampling
-    temperature 0.99 / top-p 0.99 / top-k 100, 2048 new tokens)."""
+    temperature 0.99 / top-p 0.99 / top-k 100, 2048 new tokens).
+    """
 
-    sam: str = "facebook/sam2-hiera-large"
+    sam: str = defaults.SAM
     prompts_per_step: int = 128
     group_size: int = 8
-    schedule: str = "release"  # "release": one stage-2 sample per stage-1 sample; "paper": best stage-1 sample, group_size stage-2 samples
+    # "release": one stage-2 sample per stage-1 sample; "paper": best stage-1 sample, group_size stage-2 samples
+    schedule: str = "release"
     reward_variant: str = "release"  # or "paper"
     clip: float = 0.2  # the paper says 0.5
     kl_coef: float = 0.005
@@ -76,7 +81,8 @@ class GRPOConfig(_Common):
     generation_batch_size: int = 8  # requests per model.generate call (transformers backend)
     vllm_gpu_memory_utilization: float = 0.3
 
-    def validate(self) -> "GRPOConfig":
+    def validate(self) -> GRPOConfig:
+        """Check every setting; returns the config itself, or raises ConfigError naming the bad one."""
         _choice("schedule", self.schedule, ("release", "paper"))
         _choice("reward_variant", self.reward_variant, ("release", "paper"))
         _choice("loss_aggregation", self.loss_aggregation, ("sequence-mean", "token-mean"))
@@ -94,10 +100,11 @@ class GRPOConfig(_Common):
 
 @dataclass
 class SFTConfig(_Common):
-    """Supervised baseline (spec section 5, last line): targets are the ground-truth mask's boxes
+    """Supervised baseline (the paper's SFT baseline): targets are the ground-truth mask's boxes
     plus 3 random points inside each. ``stages``: "both" trains the two-stage prompts (stage 1 ->
     boxes, stage 2 -> boxes + points); "single" is the paper's one-stage baseline (stage-1 prompt
-    -> boxes + points)."""
+    -> boxes + points).
+    """
 
     learning_rate: float = 1e-5
     epochs: int = 1
@@ -106,7 +113,8 @@ class SFTConfig(_Common):
     points_per_box: int = 3
     sam: str | None = None  # stage-2 renderings use the ground-truth mask, so no SAM is needed
 
-    def validate(self) -> "SFTConfig":
+    def validate(self) -> SFTConfig:
+        """Check every setting; returns the config itself, or raises ConfigError naming the bad one."""
         _choice("stages", self.stages, ("both", "single"))
         _positive(self, "epochs", "micro_batch_size", "points_per_box")
         return self
@@ -145,7 +153,8 @@ def _build(cls, raw: dict[str, Any], where: str):
 
 def load_config(path_or_dict, **overrides):
     """A :class:`GRPOConfig` or :class:`SFTConfig` from a YAML file (or dict) whose ``method`` key
-    is ``grpo`` or ``sft``; ``overrides`` replace top-level settings (e.g. from the CLI)."""
+    is ``grpo`` or ``sft``; ``overrides`` replace top-level settings (e.g. from the CLI).
+    """
     if isinstance(path_or_dict, dict):
         raw, where = dict(path_or_dict), "config"
     else:
@@ -175,6 +184,7 @@ def load_config(path_or_dict, **overrides):
 
 
 def to_dict(cfg) -> dict:
+    """The config as a plain nested dict with ``method`` ("grpo" or "sft") added, e.g. for ``config.json``."""
     out = asdict(cfg)
     out["method"] = "grpo" if isinstance(cfg, GRPOConfig) else "sft"
     return out

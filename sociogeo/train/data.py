@@ -6,13 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import modelspace
 from ..errors import ConfigError
+from ..geo import modelspace
+from ..reasoner.protocol import ModelImages
 
 
 @dataclass
 class ModelSample:
-    """A sample as the policy sees it: images and mask in model space (e.g. 756 x 756)."""
+    """A sample as the policy sees it: images and mask in model space (e.g. 756 x 756).
+
+    ``image_size`` is the (height, width) the images had before the model's resize (768 x 768
+    for SocioSeg); ``truth_boxes`` are the mask's ground-truth boxes in model space.
+    """
 
     id: str
     query: str
@@ -20,11 +25,17 @@ class ModelSample:
     satellite_image: np.ndarray
     mask: np.ndarray
     truth_boxes: list
+    image_size: tuple[int, int] = (768, 768)
+
+    @property
+    def images(self) -> ModelImages:
+        """The two images as the two-stage protocol takes them."""
+        return ModelImages(self.map_image, self.satellite_image, tuple(self.mask.shape[:2]), tuple(self.image_size))
 
 
 def load_training_data(data_cfg):
     """The SocioSeg-style dataset named by a :class:`~sociogeo.train.config.DataSettings`."""
-    from ..socioseg import load_socioseg
+    from ..datasets.socioseg import load_socioseg
 
     ds = load_socioseg(data_cfg.source, data_cfg.split, limit=data_cfg.limit)
     if len(ds) == 0:
@@ -33,9 +44,10 @@ def load_training_data(data_cfg):
 
 
 def to_model_space(sample, image_size: int | None = None) -> ModelSample:
-    """Resize a :class:`~sociogeo.socioseg.Sample` to the model's space (optionally to a square
-    ``image_size`` first, e.g. small chips for quick runs); ground-truth boxes in that space."""
-    from ..rewards import gt_boxes
+    """Resize a :class:`~sociogeo.datasets.socioseg.Sample` to the model's space (optionally to a square
+    ``image_size`` first, e.g. small chips for quick runs); ground-truth boxes in that space.
+    """
+    from ..datasets.truth import gt_boxes
 
     mp, st, mk = sample.map_image, sample.satellite_image, sample.mask
     if image_size:
@@ -45,7 +57,8 @@ def to_model_space(sample, image_size: int | None = None) -> ModelSample:
     size = modelspace.model_size(*mp.shape[:2])
     mk = modelspace.resize_image(np.asarray(mk, bool), size)
     return ModelSample(
-        sample.id, sample.query, modelspace.resize_image(mp, size), modelspace.resize_image(st, size), mk, gt_boxes(mk)
+        sample.id, sample.query, modelspace.resize_image(mp, size), modelspace.resize_image(st, size), mk, gt_boxes(mk),
+        image_size=tuple(mp.shape[:2]),
     )
 
 

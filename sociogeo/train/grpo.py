@@ -1,4 +1,4 @@
-"""GRPO over the two-stage rollout: a compact loop on accelerate (spec section 5).
+"""GRPO over the two-stage rollout: a compact loop on accelerate (the release's GRPO settings).
 
 Per step: rollouts for ``prompts_per_step`` prompts (split over processes), group-normalised
 advantages per stage, then the clipped policy-gradient loss with a k3 KL penalty to the frozen
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from .._optional import require
-from ..progress import progress
-from ..vlm.base import GenerationConfig
+from .._progress import progress
+from ..reasoner.vlm.base import GenerationConfig
 from .config import GRPOConfig, to_dict
 from .data import load_training_data, step_indices, to_model_space
 from .policy import completion_logprobs, load_policy, resume, save_checkpoint, save_final, synchronize
@@ -31,10 +31,11 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, vlm=None, sam=None, log=pri
     ``time/generate_stage1``, ``time/sam``, ``time/render``, ``time/generate_stage2``,
     ``time/rewards``, ``time/update`` and ``time/step`` in seconds). ``vlm`` and ``sam`` may be
     ready backends instead of ``cfg.model``/``cfg.sam``; ``save_model=False`` skips the final
-    save (with ``save_every: 0``, nothing is written but logs)."""
+    save (with ``save_every: 0``, nothing is written but logs).
+    """
     torch = require("torch", purpose="training")
     cfg.validate()
-    from ..sam.base import load_sam
+    from ..reasoner.sam.registry import load_sam
 
     policy = load_policy(cfg, need_reference=cfg.kl_coef > 0, vlm=vlm)
     acc = policy.accelerator
@@ -55,10 +56,12 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, vlm=None, sam=None, log=pri
                    disable=None if acc.is_main_process else True)
     for step in bar:
         tick = time.perf_counter()
-        idx = step_indices(step, cfg.prompts_per_step, len(data), cfg.seed, rank=acc.process_index, world=acc.num_processes)
+        idx = step_indices(step, cfg.prompts_per_step, len(data), cfg.seed, rank=acc.process_index,
+                           world=acc.num_processes)
         samples = [to_model_space(data[i], cfg.data.image_size) for i in idx]
         gen = GenerationConfig(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed * 100003 + step * 1009 + acc.process_index)
+                               max_new_tokens=cfg.max_new_tokens,
+                               seed=cfg.seed * 100003 + step * 1009 + acc.process_index)
         policy.model.eval()
         batch = rollout(policy.vlm, sam, samples, group_size=cfg.group_size, generation=gen, schedule=cfg.schedule,
                         reward_variant=cfg.reward_variant, generate_ids=generator)
@@ -186,7 +189,8 @@ def _line(step: int, total: int, m: dict) -> str:
 
     return (
         f"step {step}/{total} | stage1 format {g('stage1/format')} acc {g('stage1/accuracy')} len {g('stage1/length')}"
-        f" | stage2 format {g('stage2/format')} acc {g('stage2/accuracy')} len {g('stage2/length')} iou {g('stage2/mask_iou')}"
+        f" | stage2 format {g('stage2/format')} acc {g('stage2/accuracy')} len {g('stage2/length')}"
+        f" iou {g('stage2/mask_iou')}"
         f" | loss {g('loss', '{:.4f}')} kl {g('kl', '{:.4f}')} | {g('time/step', '{:.1f}')} s"
     )
 

@@ -1,5 +1,6 @@
 """The trainable policy: loading it under accelerate (full or LoRA), log-probabilities of
-completions, the frozen reference, checkpoints. Shared by GRPO and SFT."""
+completions, the frozen reference, checkpoints. Shared by GRPO and SFT.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import contextlib
 import copy
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .._optional import require
 from ..errors import ConfigError
-from ..vlm.base import VLMRequest
+from ..reasoner.vlm.base import VLMRequest
 
 # LoRA goes on the language model only: Qwen2.5-VL's vision blocks reuse the names gate_proj,
 # up_proj and down_proj for their MLPs, so plain module names would adapt the vision tower too.
@@ -35,6 +36,7 @@ class Policy:
 
     @property
     def unwrapped(self):
+        """The trained model without accelerate's wrappers (the PEFT model under LoRA)."""
         return self.accelerator.unwrap_model(self.model)
 
     @contextlib.contextmanager
@@ -49,10 +51,11 @@ class Policy:
 
 def load_policy(cfg, *, need_reference: bool, vlm=None) -> Policy:
     """Load ``cfg.model`` for training under accelerate, as full fine-tuning or LoRA; or train a
-    ready :class:`~sociogeo.vlm.transformers_backend.TransformersVLM` passed as ``vlm``."""
+    ready :class:`~sociogeo.reasoner.vlm.transformers_backend.TransformersVLM` passed as ``vlm``.
+    """
     torch = require("torch", purpose="training")
     accelerate = require("accelerate", purpose="training")
-    from ..vlm.transformers_backend import TransformersVLM
+    from ..reasoner.vlm.transformers_backend import TransformersVLM
 
     cuda = torch.cuda.is_available() and (cfg.device is None or str(cfg.device).startswith("cuda"))
     bf16 = bool(cfg.bf16 and cuda)
@@ -130,7 +133,7 @@ def completion_logprobs(model, vlm, requests: Sequence[VLMRequest], completions:
 
 
 def _token_logprobs(logits, ids):
-    """log softmax(logits)[ids] row by row, without materialising the full log-softmax."""
+    """Log softmax(logits)[ids] row by row, without materialising the full log-softmax."""
     logits = logits.float()
     return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
@@ -147,18 +150,21 @@ STATE_FILE = "trainer_state.json"
 
 
 def checkpoint_dir(output_dir, step: int) -> Path:
+    """The folder of the checkpoint at ``step``: ``output_dir/checkpoints/step-NNNNNN``."""
     return Path(output_dir) / "checkpoints" / f"step-{step:06d}"
 
 
 def latest_checkpoint(output_dir) -> Path | None:
+    """The complete checkpoint (one with a state file) of the highest step in ``output_dir``, or None."""
     root = Path(output_dir) / "checkpoints"
     done = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists()) if root.is_dir() else []
     return done[-1] if done else None
 
 
 def save_checkpoint(policy: Policy, output_dir, step: int, config_dict: dict) -> Path:
-    """accelerate's full state (model, optimizer, scheduler, RNGs) plus the step; written so
-    that a checkpoint only counts once its state file exists."""
+    """Accelerate's full state (model, optimizer, scheduler, RNGs) plus the step; written so
+    that a checkpoint only counts once its state file exists.
+    """
     path = checkpoint_dir(output_dir, step)
     policy.accelerator.save_state(str(path))
     if policy.accelerator.is_main_process:
@@ -184,7 +190,8 @@ def resume(policy: Policy, output_dir, resume_from) -> int:
 
 def save_final(policy: Policy, output_dir) -> Path:
     """The trained policy as a folder that :meth:`SocioReasoner.from_pretrained` loads (LoRA
-    adapters merged; the adapter alone is also kept)."""
+    adapters merged; the adapter alone is also kept).
+    """
     out = Path(output_dir) / "final"
     acc = policy.accelerator
     acc.wait_for_everyone()

@@ -1,4 +1,4 @@
-"""Two-stage rollouts for GRPO (spec section 5).
+"""Two-stage rollouts for GRPO (the release's GRPO settings).
 
 Release schedule: each prompt gets ``group_size`` stage-1 samples; SAM segments each; each
 stage-1 sample gets its own rendered stage-2 input and one stage-2 sample; SAM again. Paper
@@ -10,18 +10,17 @@ with the sample standard deviation (as ``torch.std``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from .. import rewards as R
-from ..metrics import iou
-from ..parsing import parse_answer
-from ..prompts import answer_text, stage1_text, stage2_text
-from ..render import render_stage2
-from ..sam.base import Prompt, union
-from ..vlm.base import GenerationConfig, VLMRequest
+from ..reasoner import protocol
+from ..reasoner.prompts import answer_text
+from ..reasoner.vlm.base import GenerationConfig, VLMRequest
+from . import rewards as R
+from .metrics import iou
 
 
 @dataclass
@@ -40,12 +39,15 @@ class Completion:
 
 @dataclass
 class RolloutBatch:
+    """One step's sampled completions of both stages, scored, plus the time each phase took (seconds)."""
+
     stage1: list[Completion] = field(default_factory=list)
     stage2: list[Completion] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
     @property
     def sequences(self) -> list[Completion]:
+        """All completions, stage 1 first, then stage 2."""
         return self.stage1 + self.stage2
 
 
@@ -62,89 +64,87 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
     """Sample both stages for ``samples`` (:class:`~sociogeo.train.data.ModelSample`) and score them.
 
     ``generate_ids(requests, config)`` defaults to ``vlm.generate_ids`` (a vLLM engine can stand in).
+    Model inputs and SAM prompts come from :mod:`sociogeo.reasoner.protocol`, as at inference.
     """
     from .policy import synchronize
 
     gen = generate_ids or vlm.generate_ids
     out = RolloutBatch()
-    t = out.timings
-    device = vlm.device
+    clock = _Clock(out.timings, vlm.device, synchronize)
+    images = [s.images for s in samples]
+    owner = [j // group_size for j in range(len(samples) * group_size)]  # sample of each stage-1 completion
 
-    def now() -> float:  # GPU work is asynchronous: wait for it so each phase is timed right
-        synchronize(device)
-        return time.perf_counter()
-
-    tick = now()
-
-    # stage 1: group_size samples per prompt
-    reqs1 = [VLMRequest(stage1_text(s.query), [s.map_image, s.satellite_image]) for s in samples for _ in range(group_size)]
-    ids1 = gen(reqs1, generation)
-    texts1 = vlm.decode(ids1)
-    t["generate_stage1"] = now() - tick
-
-    tick = now()
-    embeddings = sam.embed([s.satellite_image for s in samples])
-    masks1, parsed1 = [], []
-    for j, text in enumerate(texts1):
-        s = samples[j // group_size]
-        p = parse_answer(text, image_size=s.mask.shape, stage=1)
-        parsed1.append(p)
-        masks1.append(union(sam.predict(embeddings[j // group_size], [Prompt(box=b) for b in p.boxes]), s.mask.shape))
-    t["sam"] = now() - tick
-
-    tick = now()
-    for j, (req, ids, text) in enumerate(zip(reqs1, ids1, texts1)):
-        s = samples[j // group_size]
-        out.stage1.append(Completion(1, j // group_size, req, ids, text,
-                                    R.stage1(text, truth_boxes=s.truth_boxes, variant=reward_variant)))
-    t["rewards"] = now() - tick
-
-    # stage 2 inputs: the stage-1 result rendered on both images
-    tick = now()
-    if schedule == "paper":
-        parents = []
-        for g in range(len(samples)):
-            members = range(g * group_size, (g + 1) * group_size)
-            best = max(members, key=lambda j: out.stage1[j].reward["total"])
-            parents.extend([best] * group_size)
-    else:
-        parents = list(range(len(texts1)))
-    reqs2 = []
-    for j in parents:
-        s = samples[j // group_size]
-        boxes = parsed1[j].boxes
-        reqs2.append(VLMRequest(
-            stage2_text(s.query, answer_text(texts1[j])),
-            [render_stage2(s.map_image, masks1[j], boxes), render_stage2(s.satellite_image, masks1[j], boxes)],
-        ))
-    t["render"] = now() - tick
-
-    tick = now()
-    ids2 = gen(reqs2, generation)
-    texts2 = vlm.decode(ids2)
-    t["generate_stage2"] = now() - tick
-
-    tick = now()
-    finals = []
-    for k, (j, text) in enumerate(zip(parents, texts2)):
-        s = samples[j // group_size]
-        p = parse_answer(text, image_size=s.mask.shape, stage=2)
-        prompts = [Prompt(box=it.box, points=tuple(it.points)) for it in p.items]
-        finals.append(union(sam.predict(embeddings[j // group_size], prompts), s.mask.shape))
-    t["sam"] += now() - tick
-
-    tick = now()
-    for k, (j, req, ids, text) in enumerate(zip(parents, reqs2, ids2, texts2)):
-        s = samples[j // group_size]
-        rw = R.stage2(text, answer_text(texts1[j]), finals[k], s.mask, variant=reward_variant)
-        out.stage2.append(Completion(2, j // group_size, req, ids, text, rw, mask_iou=iou(finals[k], s.mask)))
-    for seqs in (out.stage1, out.stage2):
-        for g in range(len(samples)):
-            members = [q for q in seqs if q.group == g]
-            for q, a in zip(members, normalise([q.reward["total"] for q in members])):
-                q.advantage = float(a)
-    t["rewards"] += now() - tick
+    with clock("generate_stage1"):
+        reqs1 = [protocol.stage1_request(samples[g].query, images[g]) for g in owner]
+        ids1 = gen(reqs1, generation)
+        texts1 = vlm.decode(ids1)
+    with clock("sam"):
+        embeddings = sam.embed([im.satellite for im in images])
+        parsed1 = [protocol.parse(t, images[g], stage=1) for t, g in zip(texts1, owner)]
+        masks1 = [protocol.segment(sam, embeddings[g], p, images[g]) for p, g in zip(parsed1, owner)]
+    with clock("rewards"):
+        for j, (req, ids, text) in enumerate(zip(reqs1, ids1, texts1)):
+            s = samples[owner[j]]
+            out.stage1.append(Completion(1, owner[j], req, ids, text,
+                                         R.stage1(text, truth_boxes=s.truth_boxes, variant=reward_variant)))
+    with clock("render"):
+        parents = _stage2_parents(out.stage1, len(samples), group_size, schedule)
+        reqs2 = [protocol.stage2_request(samples[owner[j]].query, texts1[j], masks1[j], parsed1[j].boxes,
+                                         images[owner[j]]) for j in parents]
+    with clock("generate_stage2"):
+        ids2 = gen(reqs2, generation)
+        texts2 = vlm.decode(ids2)
+    with clock("sam"):
+        finals = [protocol.segment(sam, embeddings[owner[j]], protocol.parse(t, images[owner[j]], stage=2),
+                                   images[owner[j]]) for j, t in zip(parents, texts2)]
+    with clock("rewards"):
+        for k, (j, req, ids, text) in enumerate(zip(parents, reqs2, ids2, texts2)):
+            s = samples[owner[j]]
+            rw = R.stage2(text, answer_text(texts1[j]), finals[k], s.mask, variant=reward_variant)
+            out.stage2.append(Completion(2, owner[j], req, ids, text, rw, mask_iou=iou(finals[k], s.mask)))
+        for seqs in (out.stage1, out.stage2):
+            _set_advantages(seqs, len(samples))
     return out
+
+
+def _stage2_parents(stage1: list, n_samples: int, group_size: int, schedule: str) -> list[int]:
+    """The stage-1 completion each stage-2 completion continues: every one (release), or the best
+    of each group ``group_size`` times (paper).
+    """
+    if schedule != "paper":
+        return list(range(len(stage1)))
+    parents = []
+    for g in range(n_samples):
+        members = range(g * group_size, (g + 1) * group_size)
+        best = max(members, key=lambda j: stage1[j].reward["total"])
+        parents.extend([best] * group_size)
+    return parents
+
+
+def _set_advantages(seqs: list, n_groups: int) -> None:
+    for g in range(n_groups):
+        members = [q for q in seqs if q.group == g]
+        for q, a in zip(members, normalise([q.reward["total"] for q in members])):
+            q.advantage = float(a)
+
+
+class _Clock:
+    """Adds the wall time of ``with clock(name):`` blocks to ``timings[name]`` (GPU work is
+    asynchronous: the device is synchronised at both ends so each phase is timed right).
+    """
+
+    def __init__(self, timings: dict, device, synchronize):
+        self.timings, self.device, self.synchronize = timings, device, synchronize
+
+    @contextmanager
+    def __call__(self, name: str):
+        self.synchronize(self.device)
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.synchronize(self.device)
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tick
 
 
 def summarise(batch: RolloutBatch) -> dict:

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning baseline (spec section 5, last line).
+"""Supervised fine-tuning baseline (the paper's SFT baseline).
 
 Targets are built from the ground-truth mask: the boxes of its components (the same boxes the
 rewards use) and 3 random points inside each component. ``stages="both"`` teaches the two-stage
@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
-from ..progress import progress
-from ..prompts import stage1_text, stage2_text
-from ..render import render_stage2
-from ..vlm.base import VLMRequest
+from .._progress import progress
+from ..reasoner import protocol
+from ..reasoner.vlm.base import VLMRequest
 from .config import SFTConfig, to_dict
 from .data import load_training_data, step_indices, to_model_space
 from .policy import completion_logprobs, load_policy, resume, save_checkpoint, save_final
@@ -28,20 +27,22 @@ THINK = "The map and the satellite image show where '{query}' is."
 
 
 def targets(sample, *, stages: str = "both", points_per_box: int = 3, rng=None) -> list[tuple[VLMRequest, str]]:
-    """(request, target answer text) pairs for one :class:`~sociogeo.train.data.ModelSample`."""
+    """(request, target answer text) pairs for one :class:`~sociogeo.train.data.ModelSample`.
+
+    Requests come from :mod:`sociogeo.reasoner.protocol`, as at inference: the stage-2 request
+    is rendered as if stage 1 had answered the true boxes and SAM had returned the true mask.
+    """
     rng = rng or np.random.default_rng(0)
     boxes = [list(map(int, b)) for b in sample.truth_boxes]
     with_points = [{"bbox_2d": b, "points": _points(sample.mask, b, points_per_box, rng)} for b in boxes]
     think = THINK.format(query=sample.query)
-    images = [sample.map_image, sample.satellite_image]
+    images = sample.images
+    stage1 = protocol.stage1_request(sample.query, images)
     if stages == "single":
-        return [(VLMRequest(stage1_text(sample.query), images), _answer(think, with_points))]
-    stage1_json = json.dumps([{"bbox_2d": b} for b in boxes])
-    rendered = [render_stage2(im, sample.mask, boxes) for im in images]
-    return [
-        (VLMRequest(stage1_text(sample.query), images), _answer(think, [{"bbox_2d": b} for b in boxes])),
-        (VLMRequest(stage2_text(sample.query, stage1_json), rendered), _answer(think, with_points)),
-    ]
+        return [(stage1, _answer(think, with_points))]
+    stage1_answer = _answer(think, [{"bbox_2d": b} for b in boxes])
+    stage2 = protocol.stage2_request(sample.query, stage1_answer, sample.mask, boxes, images)
+    return [(stage1, stage1_answer), (stage2, _answer(think, with_points))]
 
 
 def _answer(think: str, items: list) -> str:

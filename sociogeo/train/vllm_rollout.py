@@ -18,7 +18,9 @@ class VLLMGenerator:
         try:
             import vllm
         except ImportError as exc:
-            raise DependencyNotFoundError("vllm", "train", "generation_backend: vllm (install with: pip install vllm)") from exc
+            raise DependencyNotFoundError(
+                "vllm", "train", "generation_backend: vllm (install with: pip install vllm)"
+            ) from exc
         self._vllm = vllm
         self.vlm = policy.vlm
         self.llm = vllm.LLM(
@@ -32,6 +34,7 @@ class VLLMGenerator:
         )
 
     def __call__(self, requests, config) -> list:
+        """The generated token ids per request (1-D LongTensors, in order); request i is seeded ``config.seed + i``."""
         torch = require("torch", purpose="training")
         from PIL import Image
 

@@ -1,0 +1,136 @@
+"""An on-disk tile cache: ``<root>/tiles/<provider key>/<z>/<x>/<y>.tile``.
+
+Writes are atomic (a temporary file in the same directory, then ``os.replace``), so a crash or a
+concurrent writer never leaves half a tile under the final name. Reads check that the bytes decode
+completely; a corrupt or truncated file is deleted and reported as a miss, so it is fetched again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import CacheError
+
+T = TypeVar("T")
+
+
+def check_image(data: bytes) -> bytes:
+    """Return ``data`` if it decodes completely as an image, else raise ``ValueError``."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decodes every pixel: a truncated PNG/JPEG fails here, not in open()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad bytes
+        raise ValueError(f"not a complete image: {exc}") from exc
+    return data
+
+
+class TileCache:
+    """Tiles of any number of providers under one root directory.
+
+    Raises :class:`CacheError` if ``root`` cannot be created or written.
+    """
+
+    def __init__(self, root):
+        self.root = Path(root).expanduser()
+        self.discarded = 0  # corrupt files found and deleted, for diagnostics
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CacheError(
+                f"the tile cache path {self.root} exists but is not a directory; "
+                "choose another cache_dir (or set sociogeo.options.cache_dir)"
+            ) from None
+        except OSError as exc:
+            # NotADirectoryError lands here too: a parent of root is a file
+            raise CacheError(
+                f"cannot create the tile cache directory {self.root} ({exc.strerror}); "
+                "choose a writable cache_dir, or pass cache_dir=False to fetch without caching"
+            ) from None
+        if not self.root.is_dir():
+            raise CacheError(f"the tile cache path {self.root} is not a directory; choose another cache_dir")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise CacheError(
+                f"the tile cache directory {self.root} is not writable; choose a writable cache_dir, "
+                "or pass cache_dir=False to fetch without caching"
+            )
+
+    def path(self, key: str, z: int, x: int, y: int) -> Path:
+        """Where tile (z, x, y) of provider ``key`` lives (whether or not it exists)."""
+        return self.root / "tiles" / key / str(z) / str(x) / f"{y}.tile"
+
+    def __contains__(self, item) -> bool:
+        key, z, x, y = item
+        return self.path(key, z, x, y).is_file()
+
+    def get(self, key: str, z: int, x: int, y: int, *, decode: Callable[[bytes], T] = check_image) -> T | None:
+        """The cached tile passed through ``decode``, or ``None`` on a miss.
+
+        ``decode`` must raise if the bytes are unusable; such a file is deleted and counts as a miss.
+        The default only checks that the bytes are a complete image and returns them.
+        """
+        path = self.path(key, z, x, y)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"cannot read the cached tile {path}: {exc.strerror}") from None
+        try:
+            return decode(data)
+        except Exception:  # noqa: BLE001 (whatever decode raises, the file is unusable)
+            self._discard(path)
+            return None
+
+    def put(self, key: str, z: int, x: int, y: int, data: bytes) -> Path:
+        """Store the bytes of tile (z, x, y) atomically and return the file's path."""
+        path = self.path(key, z, x, y)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{y}.", suffix=".part", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise CacheError(
+                f"cannot write to the tile cache {self.root} ({exc.strerror or exc}); free some space, "
+                "choose another cache_dir, or pass cache_dir=False"
+            ) from None
+        return path
+
+    def _discard(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CacheError(f"cannot delete the corrupt cached tile {path}: {exc.strerror}") from None
+        self.discarded += 1
+
+    def __repr__(self) -> str:
+        return f"TileCache({str(self.root)!r})"
+
+
+def open_cache(cache_dir) -> TileCache | None:
+    """The cache for a ``cache_dir`` argument: ``None`` -> ``options.cache_dir``, ``False`` -> no cache."""
+    if cache_dir is False:
+        return None
+    if isinstance(cache_dir, TileCache):
+        return cache_dir
+    if cache_dir is None:
+        from ..options import options
+
+        cache_dir = options.cache_dir
+        if cache_dir is None:
+            return None
+    return TileCache(cache_dir)

@@ -1,0 +1,143 @@
+"""Result files: a segmentation GeoDataFrame written by extension (GeoPackage, GeoJSON,
+GeoParquet) with its ``.attrs`` in a sidecar JSON, and human summaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import ConfigError
+
+# extension -> output format
+RESULT_FORMATS = {
+    ".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".parquet": "Parquet", ".geoparquet": "Parquet"
+}
+SIDECAR_SUFFIX = ".json"
+PREVIEW_SUFFIX = ".preview.png"
+UNTRAINED_TITLE = "UNTRAINED MODELS \u2014 pipeline demonstration only"
+# what each result column holds, written into the sidecar so the file explains itself
+COLUMN_DOCS = {
+    "query": "the query the entity was found for",
+    "area_m2": "ground area in square metres (computed in a local UTM CRS)",
+    "chip_id": "the chips (rROW_cCOL) the entity was found in, comma-separated",
+    "reasoning": "the model's think texts for those chips",
+    "geometry": "polygon in EPSG:4326 (lon/lat)",
+}
+
+
+
+def check_result_path(path) -> Path:
+    """``path`` as a Path if its extension names a result format (.gpkg, .geojson, .parquet),
+    else :class:`~sociogeo.errors.ConfigError`.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in RESULT_FORMATS:
+        raise ConfigError(
+            f"cannot write results to {path.name!r}: unknown extension {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(RESULT_FORMATS)} (GeoPackage, GeoJSON, GeoParquet)"
+        )
+    return path
+
+
+def sidecar_path(path) -> Path:
+    """Where a result file's metadata goes: ``<file>.json`` (``schools.gpkg`` -> ``schools.gpkg.json``)."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def preview_path(path) -> Path:
+    """Where a result file's preview goes: ``schools.gpkg`` -> ``schools.preview.png``."""
+    path = Path(path)
+    return path.with_name(path.stem + PREVIEW_SUFFIX)
+
+
+def write_result(gdf, path) -> dict[str, Path]:
+    """Write a result GeoDataFrame to ``path`` (format from the extension) and its ``.attrs`` to
+    the sidecar ``<path>.json``; returns ``{"result": path, "metadata": sidecar}``.
+
+    Both files are written under temporary names and renamed into place, so an interrupted run
+    never leaves a half-written file under the final name.
+    """
+    path = check_result_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = RESULT_FORMATS[path.suffix.lower()]
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    tmp.unlink(missing_ok=True)
+    try:
+        if fmt == "Parquet":
+            gdf.to_parquet(tmp)
+        else:
+            layer = {"layer": path.stem} if fmt == "GPKG" else {}
+            gdf.to_file(tmp, driver=fmt, **layer)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {
+        "sociogeo_version": __version__,
+        "file": path.name,
+        "format": fmt,
+        "n_entities": len(gdf),
+        "crs": str(gdf.crs) if gdf.crs is not None else None,
+        "columns": {c: COLUMN_DOCS.get(c, "") for c in gdf.columns},
+        "attrs": dict(gdf.attrs),
+    }
+    sidecar = sidecar_path(path)
+    tmp_meta = sidecar.with_name(f".{sidecar.name}.part")
+    tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(tmp_meta, sidecar)
+    return {"result": path, "metadata": sidecar}
+
+
+def read_result(path):
+    """Read a file written by :func:`write_result`; its sidecar's metadata becomes ``.attrs``."""
+    import geopandas as gpd
+
+    path = check_result_path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    gdf = gpd.read_parquet(path) if RESULT_FORMATS[path.suffix.lower()] == "Parquet" else gpd.read_file(path)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        gdf.attrs.update(json.loads(sidecar.read_text(encoding="utf-8")).get("attrs", {}))
+    return gdf
+
+
+def summary_lines(gdf, paths: dict | None = None) -> list[str]:
+    """What a run found, for people: entities and area per query, the models, the files written."""
+    lines = []
+    if gdf.attrs.get("trained", True) is False:
+        lines.append(f"{UNTRAINED_TITLE}: tiny random models, the polygons mean nothing")
+    queries = list(gdf.attrs.get("queries") or (dict.fromkeys(gdf["query"]) if len(gdf) else []))
+    for q in queries:
+        rows = gdf[gdf["query"] == q] if len(gdf) else gdf
+        noun = "entity" if len(rows) == 1 else "entities"
+        lines.append(f"{q!r}: {len(rows)} {noun}, {format_area(float(rows['area_m2'].sum()))}")
+    if gdf.attrs.get("vlm") or gdf.attrs.get("sam"):
+        lines.append(f"models: {gdf.attrs.get('vlm')} + {gdf.attrs.get('sam')}")
+    if gdf.attrs.get("satellite") or gdf.attrs.get("map"):
+        lines.append(f"imagery: {gdf.attrs.get('satellite')} + {gdf.attrs.get('map')}, zoom {gdf.attrs.get('zoom')}")
+    if gdf.attrs.get("attribution"):
+        lines.append(f"attribution: {gdf.attrs['attribution']}")
+    for label, path in (paths or {}).items():
+        lines.append(f"wrote {path} ({label})")
+    return lines
+
+
+def format_area(m2: float) -> str:
+    """An area for people: m² below a hectare, ha below a km², else km²."""
+    if m2 < 1e4:
+        return f"{m2:,.0f} m\u00b2"
+    if m2 < 1e6:
+        return f"{m2 / 1e4:,.2f} ha"
+    return f"{m2 / 1e6:,.3f} km\u00b2"
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

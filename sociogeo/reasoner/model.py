@@ -1,0 +1,203 @@
+"""SocioReasoner: the two-stage reasoning loop of docs/interface.md, on chips.
+
+Stage 1: the VLM reads the map and the satellite image and answers boxes; SAM segments each box
+on the satellite image. The result is rendered onto both images (red mask, blue boxes). Stage 2:
+the VLM reads the rendered images and answers each box again with points; SAM segments box +
+points. Everything the VLM sees and writes is in its 756-pixel space (for 768-pixel chips); the
+final mask comes back at the chip's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import defaults
+from ..options import options
+from . import protocol
+from .parsing import Discarded, Item
+from .sam.base import Segmenter
+from .sam.registry import load_sam
+from .vlm.base import GenerationConfig, VLMBackend
+from .vlm.registry import load_vlm
+
+
+@dataclass
+class Prediction:
+    """Everything one chip and query produced.
+
+    Coordinates in ``stage1_boxes`` and ``stage2_items`` are model pixels (756 x 756 for a
+    768-pixel chip, ``model_size``); ``stage1_mask`` is in model pixels too; ``mask`` is the final
+    mask at the input image's size (``image_size``).
+    """
+
+    query: str
+    stage1_text: str
+    stage1_boxes: list[tuple[float, float, float, float]]
+    stage1_mask: np.ndarray
+    stage2_text: str
+    stage2_items: list[Item]
+    mask: np.ndarray
+    discarded: list[tuple[int, Discarded]] = field(default_factory=list)  # (stage, what)
+    stage1_think: str = ""
+    stage2_think: str = ""
+    model_size: tuple[int, int] = (756, 756)
+    image_size: tuple[int, int] = (768, 768)
+
+    @property
+    def reasoning(self) -> str:
+        """The model's think texts of both stages."""
+        parts = [t for t in (self.stage1_think, self.stage2_think) if t]
+        return "\n\n".join(parts)
+
+    @property
+    def empty(self) -> bool:
+        """Whether the final mask has no pixel set."""
+        return not self.mask.any()
+
+
+class SocioReasoner:
+    """The SocioReasoner pipeline around a VLM backend and a SAM backend.
+
+    Build it with :meth:`from_pretrained` (hub ids or local folders) or directly from backends
+    (anything implementing :class:`~sociogeo.reasoner.vlm.VLMBackend` / :class:`~sociogeo.reasoner.sam.Segmenter`).
+    ``generation`` defaults to greedy decoding; pass ``GenerationConfig.released()`` for the
+    authors' evaluation sampling.
+    """
+
+    def __init__(
+        self,
+        vlm: VLMBackend,
+        sam: Segmenter,
+        *,
+        generation: GenerationConfig | None = None,
+        trained: bool = True,
+    ):
+        self.vlm = vlm
+        self.sam = sam
+        self.generation = generation or GenerationConfig.greedy()
+        # False for the tiny random models of offline demos: every output is then labelled untrained
+        self.trained = trained
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        vlm: str | VLMBackend = defaults.VLM,
+        sam: str | Segmenter = defaults.SAM,
+        *,
+        device=None,
+        dtype=None,
+        cache_dir=None,
+        offline: bool | None = None,
+        generation: GenerationConfig | None = None,
+        trained: bool = True,
+        vlm_kwargs: dict | None = None,
+        sam_kwargs: dict | None = None,
+    ) -> SocioReasoner:
+        """Load both models: hub ids, local folders, an ``http(s)://`` OpenAI-compatible server
+        for the VLM, a ``.pth`` SAM v1 checkpoint for SAM, or ready backends.
+
+        ``offline=True`` (or ``sociogeo.options.offline``) never touches the network; missing
+        weights then raise :class:`~sociogeo.errors.ModelNotFoundError` saying how to provide them.
+        ``dtype`` applies to the VLM; ``vlm_kwargs``/``sam_kwargs`` go to the backends.
+        """
+        from .hub import announce_downloads
+
+        if offline is None:
+            offline = options.offline_requested()
+        # fail in seconds, not after minutes of download retries, when a hub model is unreachable
+        announce_downloads([vlm, sam], cache_dir=cache_dir, offline=offline)
+        common = {"device": device, "cache_dir": cache_dir, "offline": offline}
+        return cls(
+            load_vlm(vlm, dtype=dtype, **common, **(vlm_kwargs or {})),
+            load_sam(sam, **common, **(sam_kwargs or {})),
+            generation=generation,
+            trained=trained,
+        )
+
+    # -- names ---------------------------------------------------------------------------------
+    @property
+    def vlm_name(self) -> str:
+        """The VLM backend's ``name`` (its class name when it has none)."""
+        return getattr(self.vlm, "name", type(self.vlm).__name__)
+
+    @property
+    def sam_name(self) -> str:
+        """The SAM backend's ``name`` (its class name when it has none)."""
+        return getattr(self.sam, "name", type(self.sam).__name__)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predict(self, map_image: np.ndarray, satellite_image: np.ndarray, query: str) -> Prediction:
+        """Run both stages on one pair of H x W x 3 uint8 images (map, satellite) for ``query``."""
+        return self.predict_batch([map_image], [satellite_image], [query])[0]
+
+    def predict_batch(
+        self,
+        map_images: Sequence[np.ndarray],
+        satellite_images: Sequence[np.ndarray],
+        queries: Sequence[str],
+        *,
+        generation: GenerationConfig | None = None,
+    ) -> list[Prediction]:
+        """Both stages for many (map, satellite, query) samples, one VLM call per stage.
+
+        Samples that share the same satellite array object (one chip asked several queries)
+        share one SAM embedding, computed once and reused for both stages.
+        """
+        n = len(queries)
+        if not (len(map_images) == len(satellite_images) == n):
+            raise ValueError(
+                f"got {len(map_images)} maps, {len(satellite_images)} satellite images and {n} queries; "
+                "pass one of each per sample"
+            )
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"each query must be a non-empty string, got {q!r}")
+        if n == 0:
+            return []
+        gen = generation or self.generation
+        images = [protocol.model_images(m, s) for m, s in zip(map_images, satellite_images)]
+        embeddings = self._embed_once(satellite_images, images)
+
+        texts1 = self.vlm.generate([protocol.stage1_request(q, im) for q, im in zip(queries, images)], gen)
+        parsed1 = [protocol.parse(t, im, stage=1) for t, im in zip(texts1, images)]
+        masks1 = [protocol.segment(self.sam, e, p, im) for e, p, im in zip(embeddings, parsed1, images)]
+
+        requests2 = [protocol.stage2_request(q, t, mk, p.boxes, im)
+                     for q, t, mk, p, im in zip(queries, texts1, masks1, parsed1, images)]
+        texts2 = self.vlm.generate(requests2, gen)
+        parsed2 = [protocol.parse(t, im, stage=2) for t, im in zip(texts2, images)]
+        finals = [protocol.segment(self.sam, e, p, im) for e, p, im in zip(embeddings, parsed2, images)]
+
+        return [
+            Prediction(
+                query=queries[i],
+                stage1_text=texts1[i],
+                stage1_boxes=list(parsed1[i].boxes),
+                stage1_mask=masks1[i],
+                stage2_text=texts2[i],
+                stage2_items=list(parsed2[i].items),
+                mask=protocol.final_mask(finals[i], images[i]),
+                discarded=[(1, d) for d in parsed1[i].discarded] + [(2, d) for d in parsed2[i].discarded],
+                stage1_think=parsed1[i].think,
+                stage2_think=parsed2[i].think,
+                model_size=images[i].model_size,
+                image_size=images[i].image_size,
+            )
+            for i in range(n)
+        ]
+
+    def _embed_once(self, satellite_images, images) -> list:
+        """One SAM embedding per sample, computed once per distinct satellite array object."""
+        first: dict[int, int] = {}
+        for i, original in enumerate(satellite_images):
+            first.setdefault(id(original), i)
+        order = list(first.values())
+        computed = dict(zip(order, self.sam.embed([images[i].satellite for i in order])))
+        return [computed[first[id(original)]] for original in satellite_images]
+
+    def __repr__(self) -> str:
+        label = "" if self.trained else ", untrained"
+        return f"SocioReasoner(vlm={self.vlm_name!r}, sam={self.sam_name!r}{label})"

@@ -1,0 +1,269 @@
+"""Any OpenAI-compatible chat-completions server as a VLM backend (vLLM, ``transformers serve``).
+
+Each request becomes one ``POST {base_url}/v1/chat/completions`` whose single user message holds
+``[image_url (map), image_url (satellite), text]``, the images as lossless PNG data URLs, so the
+server's own chat template and processor see exactly what the in-process backend would.
+
+Decoding follows :class:`~sociogeo.reasoner.vlm.base.GenerationConfig`: greedy is ``temperature 0``;
+sampling sends ``temperature``, ``top_p`` and ``top_k`` (an extra field vLLM accepts). Servers
+differ on ``top_k``: ``transformers serve`` rejects it and instead takes a ``generation_config``
+JSON field. With ``dialect="auto"`` the client starts in the vLLM form and, if the server rejects
+``top_k`` or ``repetition_penalty``, switches to the transformers form for good (the decoding settings are the same).
+
+A ``seed`` makes sampling reproducible on servers that honour it; request ``i`` gets
+``seed + i`` so identical prompts (e.g. GRPO groups) still draw different samples.
+
+Failures are collected, not thrown mid-batch: every request runs, then a
+:class:`VLMBatchError` lists the failed indices and carries the answers that did come back.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..._progress import progress
+from ...errors import ConfigError, VLMBatchError, VLMServerError
+from .base import GenerationConfig, VLMRequest
+
+_DIALECTS = ("auto", "vllm", "transformers")
+
+
+class OpenAIVLM:
+    """A VLM behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    ``base_url`` may end with or without ``/v1``. ``model`` defaults to the first id the server
+    lists at ``/v1/models``. ``api_key`` is sent as a bearer token. Up to ``max_concurrency``
+    requests run at once; each may take ``timeout_s`` seconds. ``dialect`` is ``"auto"``,
+    ``"vllm"`` or ``"transformers"`` (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout_s: float = 600,
+        dialect: str = "auto",
+    ):
+        if not str(base_url).startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if dialect not in _DIALECTS:
+            raise ConfigError(f"dialect must be one of {_DIALECTS}, got {dialect!r}")
+        root = str(base_url).rstrip("/")
+        root = root.removesuffix("/v1")
+        self.base_url = root
+        self.api_key = api_key
+        self.max_concurrency = int(max_concurrency)
+        self.timeout_s = float(timeout_s)
+        self.dialect = dialect
+        self._model = model
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """``model @ base_url`` once the model is known, else the base URL."""
+        return f"{self._model} @ {self.base_url}" if self._model else self.base_url
+
+    @property
+    def model(self) -> str:
+        """The served model id (asked from ``/v1/models`` on first use when not given)."""
+        if self._model is None:
+            models = self.models()
+            if not models:
+                raise VLMServerError(
+                    f"the server at {self.base_url} lists no models; pass model= explicitly",
+                    url=self._url("/v1/models"),
+                )
+            self._model = models[0]
+        return self._model
+
+    def models(self) -> list[str]:
+        """The model ids the server lists at ``GET /v1/models``."""
+        url = self._url("/v1/models")
+        data = self._json(self._send("GET", url), url)
+        try:
+            return [str(entry["id"]) for entry in data["data"]]
+        except (KeyError, TypeError) as exc:
+            raise VLMServerError(f"malformed /v1/models answer from {url}: {str(data)[:200]}", url=url) from exc
+
+    def generate(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list[str]:
+        """Answer texts, one per request, in order. Raises :class:`VLMBatchError` after all
+        requests ran if any failed (its ``results`` keeps the successful answers).
+        """
+        config = config or GenerationConfig()
+        requests = list(requests)
+        if not requests:
+            return []
+        if config.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {config.max_new_tokens}")
+        model = self.model
+        messages = [_messages(request) for request in requests]
+        results: list[str | None] = [None] * len(requests)
+        errors: dict[int, VLMServerError] = {}
+        workers = min(self.max_concurrency, len(requests))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sociogeo-vlm") as pool:
+            futures = [
+                pool.submit(self._complete, model, messages[i], config, _seed(config, i))
+                for i in range(len(requests))
+            ]
+            for i, future in enumerate(progress(futures, total=len(futures), desc="VLM requests")):
+                try:
+                    results[i] = future.result()
+                except VLMServerError as exc:
+                    errors[i] = exc
+        if errors:
+            raise VLMBatchError(results, errors)
+        return results  # type: ignore[return-value]
+
+    # --- one request ---------------------------------------------------------------------------
+
+    def _complete(self, model: str, messages: list, config: GenerationConfig, seed: int | None) -> str:
+        url = self._url("/v1/chat/completions")
+        dialect = self.dialect if self.dialect != "auto" else "vllm"
+        response = self._send("POST", url, json=_body(model, messages, config, seed, dialect))
+        if (
+            dialect == "vllm"
+            and self.dialect in ("auto", "transformers")  # another request may have switched already
+            and response.status_code in (400, 422)
+            and any(field in response.text for field in ("top_k", "repetition_penalty"))
+        ):
+            # transformers serve refuses vLLM's extra fields; it takes generation_config instead.
+            with self._lock:
+                self.dialect = "transformers"
+            response = self._send("POST", url, json=_body(model, messages, config, seed, "transformers"))
+        data = self._json(response, url)
+        try:
+            content = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise VLMServerError(
+                f"malformed chat completion from {url}: {str(data)[:200]}", url=url, status=response.status_code
+            ) from exc
+        if not isinstance(content, str):
+            raise VLMServerError(
+                f"chat completion from {url} has no text content: {str(data)[:200]}",
+                url=url,
+                status=response.status_code,
+            )
+        return content
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _session(self):
+        # One pooled session per worker thread: requests.Session is not guaranteed thread-safe.
+        import requests
+
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            if self.api_key:
+                session.headers["Authorization"] = f"Bearer {self.api_key}"
+            self._local.session = session
+        return session
+
+    def _send(self, method: str, url: str, **kwargs):
+        import requests
+
+        try:
+            return self._session().request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.exceptions.Timeout as exc:
+            raise VLMServerError(f"no answer from {url} within {self.timeout_s:g} s", url=url) from exc
+        except requests.exceptions.RequestException as exc:
+            raise VLMServerError(
+                f"cannot reach the VLM server at {url} ({type(exc).__name__}); is it running? "
+                f"Start one with e.g. `vllm serve <model>` and pass its URL.",
+                url=url,
+            ) from exc
+
+    @staticmethod
+    def _json(response, url: str):
+        if response.status_code >= 400:
+            raise VLMServerError(
+                f"HTTP {response.status_code} from {url}: {response.text[:300]}",
+                url=url,
+                status=response.status_code,
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise VLMServerError(
+                f"malformed JSON from {url} (HTTP {response.status_code}): {response.text[:200]!r}",
+                url=url,
+                status=response.status_code,
+            ) from exc
+
+
+def _seed(config: GenerationConfig, index: int) -> int | None:
+    return None if config.seed is None else int(config.seed) + index
+
+
+def _body(model: str, messages: list, config: GenerationConfig, seed: int | None, dialect: str) -> dict:
+    """The chat-completions request body for one prompt in a server dialect."""
+    body: dict = {"model": model, "messages": messages, "max_tokens": int(config.max_new_tokens)}
+    if seed is not None:
+        body["seed"] = seed
+    if not config.do_sample:
+        body["temperature"] = 0.0
+        if dialect == "transformers":
+            body["generation_config"] = json.dumps(
+                {"do_sample": False, "max_new_tokens": int(config.max_new_tokens),
+                 "repetition_penalty": float(config.repetition_penalty)}
+            )
+        else:
+            # explicit, so vLLM's "generation_config=auto" cannot bring in the checkpoint's default
+            body["repetition_penalty"] = float(config.repetition_penalty)
+        return body
+    body["temperature"] = float(config.temperature)
+    body["top_p"] = float(config.top_p)
+    if dialect == "transformers":
+        body["generation_config"] = json.dumps(
+            {
+                "do_sample": True,
+                "temperature": float(config.temperature),
+                "top_p": float(config.top_p),
+                "top_k": int(config.top_k),
+                "max_new_tokens": int(config.max_new_tokens),
+                "repetition_penalty": float(config.repetition_penalty),
+            }
+        )
+    else:
+        # vLLM: -1 disables top-k in every version (0 only in newer ones).
+        body["top_k"] = int(config.top_k) if config.top_k > 0 else -1
+        body["repetition_penalty"] = float(config.repetition_penalty)
+    return body
+
+
+def _messages(request: VLMRequest) -> list[dict]:
+    content: list[dict] = [
+        {"type": "image_url", "image_url": {"url": _png_data_url(image)}} for image in request.images
+    ]
+    content.append({"type": "text", "text": request.text})
+    return [{"role": "user", "content": content}]
+
+
+def _png_data_url(image) -> str:
+    """An H x W x 3 uint8 array (or PIL image) as a ``data:image/png;base64,...`` URL (lossless)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ConfigError(f"VLM images must be H x W x 3 uint8 arrays, got shape {array.shape} dtype {array.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+__all__ = ["OpenAIVLM", "VLMBatchError", "VLMServerError"]
