@@ -227,32 +227,33 @@ def save_preview(path, image, gdf, *, transform, crs, title: str | None = None, 
 
 
 # -- result previews ---------------------------------------------------------------------------
-def write_result_preview(path, pair, gdf, *, title: str | None = None, max_size: int = RESULT_PREVIEW_MAX_SIZE) -> Path:
-    """A PNG of the pair's satellite image with ``gdf``'s polygons outlined, at most ``max_size``
-    pixels along its longer side (big areas are downsampled first); returns its path.
+def write_result_preview(path, imagery, gdf, *, grid=None, title: str | None = None,
+                         max_size: int = RESULT_PREVIEW_MAX_SIZE) -> Path:
+    """A PNG of the satellite image with ``gdf``'s polygons outlined, at most ``max_size`` pixels
+    along its longer side; returns its path.
 
-    ``title`` defaults to the queries and entity counts; results of untrained models are always
-    titled :data:`UNTRAINED_TITLE`.
+    ``imagery`` is an :class:`~sociogeo.imagery.ImagePair`, or an
+    :class:`~sociogeo.imagery.ImagerySource` with the area's ``grid``: then the image is read
+    block by block through the tile cache and downsampled as it comes, so a city's preview needs
+    no city-sized array. ``title`` defaults to the queries and entity counts; results of
+    untrained models are always titled :data:`UNTRAINED_TITLE`.
     """
     from affine import Affine
-    from PIL import Image
 
-    image = np.moveaxis(np.asarray(pair.satellite.values), 0, -1)
-    h, w = image.shape[:2]
-    scale = min(1.0, max_size / max(h, w))
-    transform = pair.grid.transform
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR))
-        # the downsampled image still spans the grid: scale the pixel size, keep the origin
-        transform = transform @ Affine.scale(w / size[0], h / size[1])
+    from ..imagery.windows import open_windows, overview
+
+    grid = imagery.grid if grid is None else grid
+    with open_windows(imagery, grid) as reader:
+        image, _ = overview(reader, grid, max_size)
+    # the downsampled image still spans the grid: scale the pixel size, keep the origin
+    transform = grid.transform @ Affine.scale(grid.width / image.shape[1], grid.height / image.shape[0])
     if gdf.attrs.get("trained", True) is False:
         title = UNTRAINED_TITLE if title is None else f"{UNTRAINED_TITLE}: {title}"
     elif title is None:
         counts = gdf["query"].value_counts() if len(gdf) else {}
         queries = gdf.attrs.get("queries") or list(counts.keys())
         title = ", ".join(f"{q}: {int(counts.get(q, 0))}" for q in queries)
-    return save_preview(path, image, gdf, transform=transform, crs=pair.grid.crs, title=title)
+    return save_preview(path, image, gdf, transform=transform, crs=grid.crs, title=title)
 
 
 __all__ = ["plot_polygons", "plot_prediction", "save_preview", "write_result_preview"]

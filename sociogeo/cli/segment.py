@@ -57,19 +57,33 @@ def add(subparsers, parents) -> None:
                      help=f"drop polygons smaller than this, in square metres (default {defaults.MIN_AREA_M2:g})")
     running.add_argument("--simplify-m", type=float, default=None,
                      help="simplify polygons with this tolerance in metres (default: no simplification)")
-    running.add_argument("--resume-dir", type=Path, default=None,
-                     help="keep per-chip results here, so an interrupted run continues where it stopped")
+    engines = p.add_argument_group(
+        "engine", "where chips run; finished chips are kept in OUT.parts/ as they arrive, so running the "
+                  "same command again continues an interrupted run")
+    engines.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local: this process, streaming (default); ray: Ray Data on a Ray cluster")
+    engines.add_argument("--ray-address", default=None,
+                         help="with --engine ray: the cluster to join, e.g. auto or ray://head:10001 "
+                              "(default: RAY_ADDRESS, else a local cluster on this machine)")
+    engines.add_argument("--num-actors", type=int, default=1,
+                         help="with --engine ray: model actors, one copy of the models each (default 1)")
+    engines.add_argument("--gpus-per-actor", type=float, default=None,
+                         help="with --engine ray: GPUs per model actor (default 1 when the cluster has GPUs, else 0)")
+    engines.add_argument("--readers", type=int, default=1,
+                         help="with --engine ray: imagery reader actors (default 1)")
+    engines.add_argument("--vlm-url", action="append", default=[], metavar="URL",
+                         help="with --engine ray: an OpenAI-compatible VLM server (e.g. vLLM); repeat for a "
+                              "fleet spread over the model actors")
     p.set_defaults(handler=run, sample=False)
 
 
 def run(args) -> int:
-    """``sociogeo segment``: fetch, segment every query, write the polygons, metadata and preview; returns 0."""
+    """``sociogeo segment``: segment every query chip by chip, write polygons, metadata, preview; 0."""
     from ..analysis.plots import write_result_preview
     from ..geo.area import Area
-    from ..imagery.pair import fetch_pair
-    from ..pipeline.results import check_result_path, preview_path, summary_lines, write_result
+    from ..pipeline.results import check_result_path, preview_path, sidecar_path, summary_lines
     from ..pipeline.run import segment
-    from ..reasoner.model import SocioReasoner
+    from ..reasoner.model import ReasonerSpec
     from ..reasoner.vlm.base import GenerationConfig
 
     # everything that can be checked cheaply is checked before models load or tiles download
@@ -80,24 +94,41 @@ def run(args) -> int:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     source = imagery_source(args)
     source.check(area.zoom)
+    engine = _engine(args)
     generation = (GenerationConfig.released(max_new_tokens=args.max_new_tokens) if args.sample
                   else GenerationConfig.greedy(max_new_tokens=args.max_new_tokens))
 
     grid = area.grid
     say(args, f"{area}: {grid.width} x {grid.height} px")
-    reasoner = SocioReasoner.from_pretrained(
-        args.vlm or defaults.VLM, args.sam or defaults.SAM, device=args.device, dtype=args.dtype,
-        offline=source.offline, generation=generation,
-    )
-    pair = fetch_pair(area, imagery=source)
-    result = segment(pair, queries, reasoner=reasoner, chip_size=args.chip_size, overlap=args.overlap,
-                     batch_size=args.batch_size, min_area_m2=args.min_area_m2, simplify_m=args.simplify_m,
-                     resume_dir=args.resume_dir)
-    paths = write_result(result, out)
-    paths["preview"] = write_result_preview(preview_path(out), pair, result)
+    spec = ReasonerSpec(args.vlm or defaults.VLM, args.sam or defaults.SAM, device=args.device, dtype=args.dtype,
+                        offline=source.offline, generation=generation)
+    reasoner = spec if engine.loads_models_itself else spec.load()
+    result = segment(area, queries, reasoner=reasoner, imagery=source, out=out, engine=engine,
+                     chip_size=args.chip_size, overlap=args.overlap, batch_size=args.batch_size,
+                     min_area_m2=args.min_area_m2, simplify_m=args.simplify_m)
+    paths = {"result": out, "metadata": sidecar_path(out), "chips": out.with_name(out.name + ".parts")}
+    paths["preview"] = write_result_preview(preview_path(out), source, result, grid=grid)
     for line in summary_lines(result, paths):
         say(args, line)
     return 0
+
+
+def _engine(args):
+    """The engine the flags ask for; the Ray flags without ``--engine ray`` are an error."""
+    from ..pipeline.engine import LocalEngine
+
+    ray_flags = {"--ray-address": args.ray_address is not None, "--num-actors": args.num_actors != 1,
+                 "--gpus-per-actor": args.gpus_per_actor is not None, "--readers": args.readers != 1,
+                 "--vlm-url": bool(args.vlm_url)}
+    if args.engine == "local":
+        given = [flag for flag, set_ in ray_flags.items() if set_]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --engine ray")
+        return LocalEngine()
+    from ..pipeline.ray_engine import RayEngine
+
+    return RayEngine(address=args.ray_address, num_actors=args.num_actors, gpus_per_actor=args.gpus_per_actor,
+                     readers=args.readers, vlm_urls=args.vlm_url)
 
 
 def check_queries(values) -> list[str]:

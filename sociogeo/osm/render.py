@@ -155,25 +155,67 @@ def render_map(
     ``ImageFont.load_default`` where matplotlib is absent), ``label_size`` pixels high. A
     warning names the characters of POI names that the font cannot draw.
     """
-    if style not in STYLES:
-        raise ConfigError(f"unknown map style {style!r}; choose one of {', '.join(map(repr, STYLES))}")
-    if not isinstance(grid, PixelGrid):
-        raise ConfigError(f"grid must be a sociogeo PixelGrid, got {type(grid).__name__}")
-    landcover = style == "landcover"
-    paint = _paint_list(osm, grid, landcover=landcover, landuse=landuse or landcover, water=water or landcover)
-    placed = []
-    if labels and not landcover and len(osm.pois):
-        text_font = _load_font(font, label_size)
-        placed = _place_labels(osm.pois, grid, text_font)
-    out = np.empty((grid.height, grid.width, 3), dtype=np.uint8)
-    for row in range(0, grid.height, _BLOCK):
-        for col in range(0, grid.width, _BLOCK):
-            block = grid.window(col, row, min(_BLOCK, grid.width - col), min(_BLOCK, grid.height - row))
-            image = _rasterise(paint, block, landcover=landcover)
-            if placed:
-                image = _draw_labels(image, block, placed, text_font)
-            out[row:row + block.height, col:col + block.width] = image
-    return out
+    renderer = MapRenderer(osm, grid, style=style, landuse=landuse, labels=labels, font=font, water=water,
+                           label_size=label_size)
+    return renderer.render(grid)
+
+
+class MapRenderer:
+    """Draws any window of one area's map, pixel for pixel what rendering the whole area shows.
+
+    Labels are placed once for the whole area (``grid``); each :meth:`render` call paints only
+    the features near its window, so a city's map can be drawn chip by chip without ever holding
+    the whole image. Parameters are as in :func:`render_map`.
+    """
+
+    def __init__(self, osm, grid: PixelGrid, *, style: str = "socioseg", landuse: bool = False,
+                 labels: bool = True, font=None, water: bool = True, label_size: int = LABEL_SIZE):
+        if style not in STYLES:
+            raise ConfigError(f"unknown map style {style!r}; choose one of {', '.join(map(repr, STYLES))}")
+        if not isinstance(grid, PixelGrid):
+            raise ConfigError(f"grid must be a sociogeo PixelGrid, got {type(grid).__name__}")
+        self.osm = osm
+        self.grid = grid
+        self.landcover = style == "landcover"
+        self.landuse = landuse or self.landcover
+        self.water = water or self.landcover
+        self.attribution = getattr(osm, "attribution", "")
+        self._font = None
+        self._placed: list = []
+        if labels and not self.landcover and len(osm.pois):
+            self._font = _load_font(font, label_size)
+            self._placed = _place_labels(osm.pois, grid, self._font)
+
+    @classmethod
+    def for_area(cls, grid: PixelGrid, *, source=None, landuse: bool = False, labels: bool = True,
+                 style: str = "socioseg") -> MapRenderer:
+        """A renderer for ``grid`` with OpenStreetMap data loaded once for its bounds (padded by
+        :data:`PAD_PX` pixels, so roads and labels at the edge are complete). ``source`` is as
+        in :func:`sociogeo.osm.load_osm` (None: Overpass; or a local .osm / .osm.pbf file).
+        """
+        from .data import load_osm
+
+        padded = grid.window(-PAD_PX, -PAD_PX, grid.width + 2 * PAD_PX, grid.height + 2 * PAD_PX)
+        west, south, east, north = padded.lonlat_bounds
+        bounds = (max(west, -180.0), max(south, -MAX_LATITUDE), min(east, 180.0), min(north, MAX_LATITUDE))
+        return cls(load_osm(bounds, source=source), grid, style=style, landuse=landuse, labels=labels)
+
+    def render(self, window: PixelGrid) -> np.ndarray:
+        """The map on ``window`` (any window of the global pixel raster at the area's zoom), as an
+        H x W x 3 uint8 RGB array.
+        """
+        if window.zoom != self.grid.zoom:
+            raise ConfigError(f"the window is at zoom {window.zoom}, the map at zoom {self.grid.zoom}")
+        paint = _paint_list(self.osm, window, landcover=self.landcover, landuse=self.landuse, water=self.water)
+        out = np.empty((window.height, window.width, 3), dtype=np.uint8)
+        for row in range(0, window.height, _BLOCK):
+            for col in range(0, window.width, _BLOCK):
+                block = window.window(col, row, min(_BLOCK, window.width - col), min(_BLOCK, window.height - row))
+                image = _rasterise(paint, block, landcover=self.landcover)
+                if self._placed:
+                    image = _draw_labels(image, block, self._placed, self._font)
+                out[row:row + block.height, col:col + block.width] = image
+        return out
 
 
 def render_osm_map(
@@ -190,13 +232,8 @@ def render_osm_map(
     labels at the edge are complete. ``source`` is as in :func:`sociogeo.osm.load_osm`
     (None: Overpass; or a local .osm / .osm.pbf file).
     """
-    from .data import load_osm
-
-    padded = grid.window(-PAD_PX, -PAD_PX, grid.width + 2 * PAD_PX, grid.height + 2 * PAD_PX)
-    west, south, east, north = padded.lonlat_bounds
-    bounds = (max(west, -180.0), max(south, -MAX_LATITUDE), min(east, 180.0), min(north, MAX_LATITUDE))
-    osm = load_osm(bounds, source=source)
-    return render_map(osm, grid, style=style, landuse=landuse, labels=labels), osm.attribution
+    renderer = MapRenderer.for_area(grid, source=source, landuse=landuse, labels=labels, style=style)
+    return renderer.render(grid), renderer.attribution
 
 
 # -- geometry -> paint list -------------------------------------------------------------------

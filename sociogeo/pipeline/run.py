@@ -1,25 +1,29 @@
-"""From an area and a query to a GeoDataFrame of entities.
+"""From an area and a query to a GeoDataFrame of entities, for areas of any size.
 
-:func:`segment` runs in four named steps: :func:`prepare` (the area or pair, the imagery, the
-models), :func:`run_chips` (every chip and query through the reasoner, restoring finished ones
-from a resume folder), :func:`merge.polygons` (chip masks back on the area's grid, entities
-across chip borders united, vectorised) and :func:`result_attrs` (what the run used).
+:func:`segment` runs in named steps: :func:`prepare` (the area or pair, the imagery source, the
+models), :func:`open_store` (the run's result folder, which is also how it resumes), an engine
+(:mod:`.engine`: chips streamed through the reasoner, each batch stored at once), then
+:func:`collect` (chip polygons merged into entities across chip borders) and
+:func:`result_attrs` (what the run used). Nothing area-sized is ever held in memory: imagery is
+read per chip window, chip masks become polygons at once and go to disk.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import defaults
-from .._progress import progress
+from ..errors import ConfigError
 from ..geo.area import Area
-from ..imagery.chips import iter_chips
-from ..imagery.pair import fetch_pair
 from ..imagery.source import FIELDS as IMAGERY_FIELDS
 from ..imagery.source import ImagerySource
-from .merge import RESULT_COLUMNS, ChipResult, empty_result, polygons, record
-from .store import ResumeStore
+from .merge import RESULT_COLUMNS, empty_result, merge_entities
+from .plan import plan_chips
+from .store import ChipStore
 
 MODEL_FIELDS = ("vlm", "sam", "device")
 
@@ -36,8 +40,17 @@ class ChipRun:
     generation: object = None
 
     def __post_init__(self):
+        for name in ("chip_size", "overlap", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be a whole number of {'chips' if name == 'batch_size' else 'pixels'}, "
+                                  f"got {value!r}")
+        if self.chip_size < 28:
+            raise ConfigError(f"chip_size must be at least 28 pixels, got {self.chip_size}")
+        if not 0 <= self.overlap < self.chip_size:
+            raise ConfigError(f"overlap must be in [0, chip_size), got {self.overlap} with chip_size={self.chip_size}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 def segment(  # noqa: PLR0913 (public API: the keyword forms users already write)
@@ -47,6 +60,8 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     reasoner=None,
     imagery: ImagerySource | None = None,
     zoom: int | None = None,
+    out=None,
+    engine=None,
     chip_size: int = defaults.CHIP_SIZE,
     overlap: int = 0,
     batch_size: int = defaults.BATCH_SIZE,
@@ -77,6 +92,13 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         ``offline`` override it.
     zoom : int, optional
         Imagery zoom level (default the area's, 17 for a bbox).
+    out : path, optional
+        Write the result there (``.gpkg``, ``.geojson``, ``.parquet``) with a metadata sidecar.
+        Every finished chip is kept next to it in ``<out>.parts/`` as it arrives (GeoParquet), so
+        a killed run keeps what was done and running again with the same ``out`` continues.
+    engine : {"local", "ray"} or an engine object, optional
+        ``"local"`` (default): this process, streaming. ``"ray"`` or a
+        :class:`~sociogeo.pipeline.ray_engine.RayEngine`: Ray Data across GPUs and machines.
     chip_size, overlap, batch_size
         Chip side and overlap in pixels; chips (times queries) per model call.
     generation : GenerationConfig, optional
@@ -84,12 +106,13 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     min_area_m2, simplify_m
         Drop polygons under this many square metres; simplify with this tolerance in metres.
     resume_dir : path, optional
-        Keep per-chip results here so a rerun continues where it stopped.
+        Where to keep the finished chips when there is no ``out`` (same mechanism); without
+        either, they go to a temporary folder removed at the end.
     max_area_km2 : float, optional
         Accept areas up to this size (default ``sociogeo.options.max_area_km2``).
     callback : callable, optional
-        ``callback(chip, query, prediction)`` after each chip is reasoned (chips restored from
-        ``resume_dir`` are not reported); :meth:`~sociogeo.imagery.chips.Chip.model_to_lonlat`
+        ``callback(chip, query, prediction)`` after each chip is reasoned (local engine; chips
+        restored from an earlier run are not reported); :meth:`~sociogeo.imagery.chips.Chip.model_to_lonlat`
         converts the prediction's coordinates.
     **settings
         Keyword forms of the imagery (``satellite``, ``map``, ``osm_source``, ``cache_dir``,
@@ -100,99 +123,119 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     GeoDataFrame
         EPSG:4326, columns ``query``, ``area_m2``, ``chip_id`` (the chips the entity was found in,
         comma-separated), ``reasoning`` (the model's think texts) and ``geometry``; ``.attrs``
-        records the models, zoom, imagery providers and attribution. No entity gives an empty
-        frame with the same columns and CRS.
+        records the models, zoom, imagery providers and attribution, missing tiles and chips
+        that failed. No entity gives an empty frame with the same columns and CRS.
     """
+    from .engine import Job, warn_failed
+    from .results import check_result_path, write_result
+
     queries = check_queries(query)
     run = ChipRun(chip_size, overlap, batch_size, generation)
-    pair, reasoner = prepare(area_or_pair, reasoner=reasoner, imagery=imagery, zoom=zoom,
-                             max_area_km2=max_area_km2, **settings)
-    results = run_chips(pair, queries, reasoner, run, resume_dir=resume_dir, callback=callback)
-    out = result_frame(results, queries, pair.grid, min_area_m2=min_area_m2, simplify_m=simplify_m)
-    out.attrs.update(result_attrs(pair, reasoner, run, queries))
-    return out
+    out = None if out is None else check_result_path(out)  # before any work
+    engine = resolve_engine(engine)
+    target, source = prepare(area_or_pair, imagery=imagery, zoom=zoom, max_area_km2=max_area_km2, **settings)
+    if reasoner is None:
+        reasoner = load_reasoner(settings, source, engine)
+    grid = target.grid
+    with ExitStack() as stack:
+        store = open_store(stack, out, resume_dir, manifest(grid, run, reasoner, target, source))
+        plan = plan_chips(grid, run.chip_size, run.overlap)
+        finished = store.finished()
+        pending = [(task, [q for q in queries if (q, task.chip_id) not in finished]) for task in plan]
+        job = Job(grid, [(t, qs) for t, qs in pending if qs], target if _is_pair(target) else source, reasoner,
+                  store, run.batch_size, run.generation, callback)
+        outcome = engine.run(job)
+        outcome.raise_if_nothing_worked()
+        result = collect(store, queries, grid, min_area_m2=min_area_m2, simplify_m=simplify_m)
+    result.attrs.update(result_attrs(target, source, reasoner, run, queries, outcome, engine))
+    warn_failed(outcome)
+    if out is not None:
+        write_result(result, out)
+    return result
 
 
 def check_queries(query) -> list[str]:
-    """``query`` as a non-empty list of non-empty strings."""
+    """``query`` as a non-empty list of distinct non-empty strings."""
     queries = [query] if isinstance(query, str) else list(query)
     if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
-        raise ValueError(f"query must be a non-empty string or a list of them, got {query!r}")
-    return queries
+        raise ConfigError(f"query must be a non-empty string or a list of them, got {query!r}")
+    return list(dict.fromkeys(q.strip() for q in queries))
 
 
-def prepare(area_or_pair, *, reasoner=None, imagery=None, zoom=None, max_area_km2=None, **settings):
-    """The image pair and the reasoner of a run (imagery fetched, models loaded as needed)."""
+def resolve_engine(engine):
+    """An engine object from ``None``/``"local"``/``"ray"`` or an engine passed in."""
+    from .engine import LocalEngine
+
+    if engine is None or engine == "local":
+        return LocalEngine()
+    if engine == "ray":
+        from .ray_engine import RayEngine
+
+        return RayEngine()
+    if hasattr(engine, "run"):
+        return engine
+    raise ConfigError(f"engine must be 'local', 'ray' or an engine object (e.g. RayEngine(...)), got {engine!r}")
+
+
+def prepare(area_or_pair, *, imagery=None, zoom=None, max_area_km2=None, **settings):
+    """``(target, source)``: the ImagePair as given, or the Area with its checked ImagerySource."""
     unknown = set(settings) - set(IMAGERY_FIELDS) - set(MODEL_FIELDS)
     if unknown:
         raise TypeError(f"segment() got unexpected keyword arguments {sorted(unknown)}")
     source = ImagerySource.coerce(imagery, **{k: v for k, v in settings.items() if k in IMAGERY_FIELDS})
-    target = area_or_pair if _is_pair(area_or_pair) else Area.coerce(area_or_pair, zoom, max_area_km2=max_area_km2)
-    if not _is_pair(target):
-        source.check(target.zoom)  # a typo in a provider fails before the models load
-    if reasoner is None:
-        from ..reasoner.model import SocioReasoner
-
-        reasoner = SocioReasoner.from_pretrained(
-            settings.get("vlm") or defaults.VLM, settings.get("sam") or defaults.SAM,
-            device=settings.get("device"), offline=source.offline,
-        )
-    pair = target if _is_pair(target) else fetch_pair(target, imagery=source)
-    return pair, reasoner
+    if _is_pair(area_or_pair):
+        return area_or_pair, source
+    area = Area.coerce(area_or_pair, zoom, max_area_km2=max_area_km2)
+    source.check(area.zoom)  # a typo in a provider fails before the models load
+    return area, source
 
 
-def run_chips(pair, queries: list[str], reasoner, run: ChipRun, *, resume_dir=None, callback=None) -> dict:
-    """Every (chip, query) through the reasoner in batches; ``{query: [ChipResult, ...]}``."""
-    grid = pair.grid
-    store = None
-    if resume_dir is not None:
-        store = ResumeStore(resume_dir, {
-            "grid": [grid.zoom, grid.col_off, grid.row_off, grid.width, grid.height],
-            "chip_size": run.chip_size, "overlap": run.overlap,
-            "vlm": reasoner.vlm_name, "sam": reasoner.sam_name,
-        })
-    results: dict[str, list[ChipResult]] = {q: [] for q in queries}
-    chips = [c for c in iter_chips(pair, size=run.chip_size, overlap=run.overlap) if c.valid.any()]
+def load_reasoner(settings: dict, source: ImagerySource, engine):
+    """The models named by the keyword settings (default the released ones)."""
+    from ..reasoner.model import ReasonerSpec
 
-    def flush(batch):
-        preds = reasoner.predict_batch([c.map for c, _ in batch], [c.satellite for c, _ in batch],
-                                       [q for _, q in batch], generation=run.generation)
-        for (chip, q), pred in zip(batch, preds):
-            mask = pred.mask & chip.valid
-            if store is not None:
-                store.save(q, chip.chip_id, mask, pred.reasoning)
-            record(results[q], chip, mask, pred.reasoning, grid.shape)
-            if callback is not None:
-                callback(chip, q, pred)
-
-    pending: list = []
-    with progress(total=len(chips) * len(queries), desc="segmenting", unit="chip") as bar:
-        for chip in chips:
-            for q in queries:
-                cached = store.load(q, chip.chip_id) if store is not None else None
-                if cached is not None:
-                    record(results[q], chip, cached[0], cached[1], grid.shape)
-                    bar.update(1)
-                    continue
-                pending.append((chip, q))
-                if len(pending) >= run.batch_size:
-                    flush(pending)
-                    bar.update(len(pending))
-                    pending = []
-        if pending:
-            flush(pending)
-            bar.update(len(pending))
-    return results
+    spec = ReasonerSpec(str(settings.get("vlm") or defaults.VLM), str(settings.get("sam") or defaults.SAM),
+                        device=settings.get("device"), offline=source.offline)
+    # an engine that loads the models in its own workers gets the spec; otherwise load them here
+    return spec if getattr(engine, "loads_models_itself", False) else spec.load()
 
 
-def result_frame(results: dict, queries: list[str], grid, *, min_area_m2: float, simplify_m):
-    """One GeoDataFrame of every query's entities (EPSG:4326, :data:`RESULT_COLUMNS`)."""
+def manifest(grid, run: ChipRun, reasoner, target, source) -> dict:
+    """What stored chips depend on: a rerun must match it to reuse them."""
+    imagery = dict(getattr(target, "attrs", {}) or {}) if _is_pair(target) else source.describe()
+    keys = ("satellite", "map", "osm_source", "satellite_provider", "map_provider")
+    return {
+        "grid": [grid.zoom, grid.col_off, grid.row_off, grid.width, grid.height],
+        "chip_size": run.chip_size,
+        "overlap": run.overlap,
+        "vlm": reasoner.vlm_name,
+        "sam": reasoner.sam_name,
+        "imagery": {k: imagery.get(k) for k in keys if imagery.get(k) is not None},
+    }
+
+
+def open_store(stack: ExitStack, out, resume_dir, manifest_: dict) -> ChipStore:
+    """The run's chip store: ``<out>.parts/``, else ``resume_dir``, else a temporary folder."""
+    if out is not None:
+        if resume_dir is not None:
+            raise ConfigError("give either out= (the result file; chips are kept beside it) or resume_dir=, not both")
+        folder = Path(out).with_name(Path(out).name + ".parts")
+    elif resume_dir is not None:
+        folder = Path(resume_dir)
+    else:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sociogeo-chips-")))
+    return ChipStore(folder, manifest_)
+
+
+def collect(store: ChipStore, queries: list[str], grid, *, min_area_m2: float, simplify_m):
+    """Every query's entities from the stored chips, one GeoDataFrame (EPSG:4326, :data:`RESULT_COLUMNS`)."""
     import geopandas as gpd
     import pandas as pd
 
+    chips = store.read(columns=["row", "col", "reasoning"])
     frames = []
     for q in queries:
-        frame = polygons(results[q], grid, min_area_m2=min_area_m2, simplify_m=simplify_m)
+        frame = merge_entities(chips[chips["query"] == q], grid, min_area_m2=min_area_m2, simplify_m=simplify_m)
         if len(frame):
             frame.insert(0, "query", q)
             frames.append(frame[RESULT_COLUMNS])
@@ -201,27 +244,47 @@ def result_frame(results: dict, queries: list[str], grid, *, min_area_m2: float,
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
 
 
-def result_attrs(pair, reasoner, run: ChipRun, queries: list[str]) -> dict:
-    """What a result was made with: models, zoom, chips, imagery and its attribution."""
-    pair_attrs = dict(getattr(pair, "attrs", {}) or {})
-    credits = [pair_attrs.get("satellite_attribution"), pair_attrs.get("map_attribution")]
-    attribution = "; ".join(dict.fromkeys(c for c in credits if c)) or pair_attrs.get("attribution", "")
+def result_attrs(target, source, reasoner, run: ChipRun, queries: list[str], outcome, engine) -> dict:
+    """What a result was made with: models, zoom, chips, imagery, attribution, gaps and failures."""
+    grid = target.grid
+    if _is_pair(target):
+        imagery = dict(getattr(target, "attrs", {}) or {})
+    else:
+        imagery = _source_attrs(source)
+    credits = [imagery.get("satellite_attribution"), imagery.get("map_attribution")]
+    attribution = "; ".join(dict.fromkeys(c for c in credits if c)) or imagery.get("attribution", "")
+    missing = outcome.missing_tiles if not _is_pair(target) else imagery.get("missing_tiles", {})
     attrs = {
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
         "trained": bool(reasoner.trained),
-        "zoom": pair.grid.zoom,
+        "zoom": grid.zoom,
         "chip_size": run.chip_size,
         "overlap": run.overlap,
         "queries": queries,
-        "satellite": pair_attrs.get("satellite_provider") or pair_attrs.get("satellite", ""),
-        "map": pair_attrs.get("map_provider") or pair_attrs.get("map", ""),
+        "satellite": imagery.get("satellite_provider") or imagery.get("satellite", ""),
+        "map": imagery.get("map_provider") or imagery.get("map", ""),
         "attribution": attribution,
-        "bounds": list(pair.grid.lonlat_bounds),
+        "bounds": list(grid.lonlat_bounds),
+        "engine": getattr(engine, "name", type(engine).__name__),
+        "missing_tiles": missing,
+        "failed_chips": [{"query": q, "chip_id": c, "error": e} for (q, c), e in outcome.failed.items()],
     }
     if not reasoner.trained:
         attrs["warning"] = "UNTRAINED models: these polygons are not meaningful"
     return attrs
+
+
+def _source_attrs(source: ImagerySource) -> dict:
+    from ..osm.data import ATTRIBUTION
+
+    sat, mp = source.providers()
+    return {
+        "satellite_provider": sat.name,
+        "satellite_attribution": sat.attribution,
+        "map_provider": "osm" if mp is None else mp.name,
+        "map_attribution": ATTRIBUTION if mp is None else mp.attribution,
+    }
 
 
 def _is_pair(obj) -> bool:

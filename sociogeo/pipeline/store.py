@@ -1,70 +1,162 @@
-"""Per-chip results on disk, so an interrupted run continues where it stopped."""
+"""Every finished chip written to disk at once, as GeoParquet: the one resume mechanism.
+
+A run keeps a folder of part files (``<output>.parts/`` next to the result file, or the folder
+given as ``resume_dir``). Each part holds the chips of one batch, one row per (query, chip):
+the chip's polygons (EPSG:3857), its packed mask, both stages' answer texts, the reasoning and
+what the parser discarded. Parts are written under a temporary name and renamed when complete,
+so a killed run leaves only whole parts behind; a rerun with the same output reads them, skips
+the chips they hold and runs the rest. ``manifest.json`` records what the chips depend on (the
+grid, chip size, models, imagery); a rerun with different settings is refused instead of mixing
+results.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 
+MANIFEST = "manifest.json"
+#: Columns of every part file, in order (``geometry`` is the chip's polygons in EPSG:3857).
+COLUMNS = [
+    "query", "chip_id", "row", "col", "col_off", "row_off", "width", "height", "status",
+    "stage1_text", "stage2_text", "reasoning", "discarded", "mask", "mask_height", "mask_width", "geometry",
+]
+#: Chip outcomes: ``ok`` (reasoned), ``empty`` (no valid pixel: nothing to reason about).
+STATUSES = ("ok", "empty")
+_PART = re.compile(r"^part-(\d{6})\.parquet$")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
-class ResumeStore:
-    """Per (query, chip) results on disk, so an interrupted run continues where it stopped."""
+
+def clean_text(text) -> str:
+    """Model text made safe for every file format: lone surrogates become U+FFFD, NUL is dropped."""
+    text = "" if text is None else str(text)
+    return _SURROGATES.sub("\ufffd", text).replace("\x00", "")
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """An H x W bool mask as bytes (8 pixels per byte, row-major)."""
+    return np.packbits(np.asarray(mask, dtype=bool).ravel()).tobytes()
+
+
+def unpack_mask(data: bytes, height: int, width: int) -> np.ndarray:
+    """The H x W bool mask :func:`pack_mask` packed; ValueError when the sizes do not fit."""
+    n = int(height) * int(width)
+    packed = np.frombuffer(data, dtype=np.uint8)
+    if height < 0 or width < 0 or len(packed) != (n + 7) // 8:
+        raise ValueError(f"{len(packed)} bytes cannot hold a {height} x {width} mask")
+    return np.unpackbits(packed, count=n).astype(bool).reshape(int(height), int(width))
+
+
+class ChipStore:
+    """The part files of one run in ``directory`` (see the module docstring).
+
+    ``manifest`` is a JSON-ready dict of what the chips depend on; it must equal the one an
+    earlier run left in the folder, else :class:`~sociogeo.errors.ConfigError` names what differs.
+    """
 
     def __init__(self, directory, manifest: dict):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / "manifest.json"
+        self.dir = Path(directory).expanduser()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the results folder {self.dir}: {exc.strerror}") from exc
+        self.manifest = json.loads(json.dumps(manifest))  # as it reads back from JSON
+        self._check_manifest()
+        self._next = max((int(m.group(1)) for m in map(_PART.match, os.listdir(self.dir)) if m), default=-1) + 1
+
+    def _check_manifest(self) -> None:
+        path = self.dir / MANIFEST
         if path.exists():
             try:
-                old = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                old = None
-            if old is not None and old != manifest:
-                diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old = None  # unreadable: the parts are checked on their own when read
+            if isinstance(old, dict) and old != self.manifest:
+                diff = sorted(k for k in set(old) | set(self.manifest) if old.get(k) != self.manifest.get(k))
                 raise ConfigError(
-                    f"{self.dir} holds results of a different run (differs in: {', '.join(diff)}); "
-                    "use another resume_dir or delete it"
+                    f"{self.dir} holds chips of a different run (differs in: {', '.join(diff)}); "
+                    "write to another output (or resume_dir), or delete that folder to start over"
                 )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        tmp.replace(path)
+        tmp = path.with_name(f".{MANIFEST}.tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
 
-    def _path(self, query: str, chip_id: str) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", query).strip("_")[:40] or "query"
-        digest = format(abs(hash_text(query)), "x")[:8]
-        return self.dir / f"{slug}-{digest}" / f"{chip_id}.npz"
+    # -- writing --------------------------------------------------------------------------------
+    def append(self, records: list[dict]) -> Path | None:
+        """Write ``records`` (dicts with :data:`COLUMNS`; ``geometry`` a shapely geometry in
+        EPSG:3857 or None) as one new part file; returns its path (None for no records).
+        """
+        import geopandas as gpd
+        import pandas as pd
 
-    def load(self, query: str, chip_id: str):
-        """``(mask, reasoning)`` saved for this query and chip (mask H x W bool), or None if there is none."""
-        path = self._path(query, chip_id)
-        if not path.exists():
+        if not records:
             return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                shape = tuple(int(v) for v in z["shape"])
-                mask = np.unpackbits(z["mask"])[: shape[0] * shape[1]].reshape(shape).astype(bool)
-                return mask, str(z["reasoning"])
-        except Exception:  # a half-written or corrupt file: recompute that chip
-            warnings.warn(f"ignoring unreadable resume file {path}; the chip will be recomputed", stacklevel=2)
-            return None
+        rows = []
+        for record in records:
+            row = {c: record.get(c) for c in COLUMNS}
+            for key in ("stage1_text", "stage2_text", "reasoning", "discarded", "query"):
+                row[key] = clean_text(row[key])
+            if row["status"] not in STATUSES:
+                raise ValueError(f"unknown chip status {row['status']!r}")
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        for key in ("row", "col", "col_off", "row_off", "width", "height", "mask_height", "mask_width"):
+            frame[key] = frame[key].fillna(0).astype("int64")
+        gdf = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(frame["geometry"].tolist(), crs="EPSG:3857"),
+                               crs="EPSG:3857")
+        path = self.dir / f"part-{self._next:06d}.parquet"
+        self._next += 1
+        tmp = path.with_name(f".{path.name}.tmp")
+        gdf.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+        return path
 
-    def save(self, query: str, chip_id: str, mask: np.ndarray, reasoning: str) -> None:
-        """Save a chip's mask (H x W bool, bit-packed) and reasoning; written atomically through a temporary file."""
-        path = self._path(query, chip_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, mask=np.packbits(mask.ravel()), shape=np.array(mask.shape),
-                                reasoning=np.array(reasoning))
-        tmp.replace(path)
+    # -- reading --------------------------------------------------------------------------------
+    def parts(self) -> list[Path]:
+        """The complete part files, oldest first."""
+        return sorted(p for p in self.dir.iterdir() if _PART.match(p.name))
+
+    def read(self, columns: list[str] | None = None):
+        """Every stored chip as one GeoDataFrame (EPSG:3857), the first copy of each (query, chip).
+
+        A part that cannot be read is set aside (renamed ``*.unreadable``) with a warning, so
+        its chips run again.
+        """
+        import geopandas as gpd
+        import pandas as pd
+
+        wanted = None if columns is None else list(dict.fromkeys(["query", "chip_id", *columns, "geometry"]))
+        frames = []
+        for path in self.parts():
+            try:
+                frame = gpd.read_parquet(path, columns=wanted)
+                missing = set(wanted or COLUMNS) - set(frame.columns)
+                if missing:
+                    raise ValueError(f"missing columns {sorted(missing)}")
+            except Exception as exc:  # noqa: BLE001 (any unreadable part is set aside and redone)
+                warnings.warn(f"ignoring unreadable result part {path.name} ({type(exc).__name__}: {exc}); "
+                              "its chips will run again", stacklevel=2)
+                os.replace(path, path.with_name(path.name + ".unreadable"))
+                continue
+            frames.append(frame)
+        if not frames:
+            empty = pd.DataFrame({c: pd.Series(dtype=object) for c in (wanted or COLUMNS) if c != "geometry"})
+            return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
+        out = pd.concat(frames, ignore_index=True)
+        out = out.drop_duplicates(subset=["query", "chip_id"], keep="first").reset_index(drop=True)
+        return gpd.GeoDataFrame(out, geometry="geometry", crs="EPSG:3857")
+
+    def finished(self) -> set[tuple[str, str]]:
+        """The (query, chip_id) pairs already stored."""
+        done = self.read(columns=["status"])
+        return set(zip(done["query"], done["chip_id"]))
 
 
-def hash_text(text: str) -> int:
-    """A hash of ``text`` that is stable across processes (unlike ``hash``)."""
-    return zlib.crc32(text.encode("utf-8"))
+__all__ = ["COLUMNS", "STATUSES", "ChipStore", "clean_text", "pack_mask", "unpack_mask"]

@@ -79,14 +79,7 @@ def vectorize(
     if not binary:
         frame = frame.dissolve(by="label", as_index=False)
 
-    metric = frame.estimate_utm_crs()
-    local = frame.to_crs(metric)
-    if simplify_m:
-        local["geometry"] = local.geometry.simplify(simplify_m, preserve_topology=True)
-        local = local[~local.geometry.is_empty]
-    local["area_m2"] = local.geometry.area
-    if min_area_m2:
-        local = local[local["area_m2"] >= min_area_m2]
+    local = measure(frame, simplify_m=simplify_m, min_area_m2=min_area_m2)
     if len(local) == 0:
         return empty_frame(to_crs)
     out = local.to_crs(to_crs)[COLUMNS]
@@ -95,3 +88,18 @@ def vectorize(
         out = out.sort_values("area_m2", ascending=False, ignore_index=True)
         out["label"] = np.arange(1, len(out) + 1)
     return out.reset_index(drop=True)
+
+
+def measure(frame, *, simplify_m: float | None = None, min_area_m2: float = 0.0):
+    """``frame`` in its local UTM CRS with ``area_m2`` (square metres), simplified with tolerance
+    ``simplify_m`` metres first if given, without polygons smaller than ``min_area_m2``.
+    """
+    metric = frame.estimate_utm_crs()
+    local = frame.to_crs(metric)
+    if simplify_m:
+        local["geometry"] = local.geometry.simplify(simplify_m, preserve_topology=True)
+        local = local[~local.geometry.is_empty]
+    local["area_m2"] = local.geometry.area
+    if min_area_m2:
+        local = local[local["area_m2"] >= min_area_m2]
+    return local

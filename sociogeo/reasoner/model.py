@@ -9,6 +9,8 @@ final mask comes back at the chip's size.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +60,45 @@ class Prediction:
         return not self.mask.any()
 
 
+@dataclass
+class ReasonerSpec:
+    """How to load a :class:`SocioReasoner`: model ids or folders and loading options, small enough
+    to send to other processes (each Ray actor loads its own copy with :meth:`load`).
+
+    ``vlm_name``/``sam_name`` are the ids as given, so results name the models the same way
+    whichever engine ran them.
+    """
+
+    vlm: str | list[str] = defaults.VLM
+    sam: str = defaults.SAM
+    device: object = None
+    dtype: object = None
+    cache_dir: object = None
+    offline: bool | None = None
+    generation: GenerationConfig | None = None
+    trained: bool = True
+    vlm_kwargs: dict | None = None
+    sam_kwargs: dict | None = None
+
+    @property
+    def vlm_name(self) -> str:
+        """The VLM id or folder as given (server URLs of a fleet joined by ``, ``)."""
+        return ", ".join(self.vlm) if isinstance(self.vlm, (list, tuple)) else str(self.vlm)
+
+    @property
+    def sam_name(self) -> str:
+        """The SAM id, folder or checkpoint as given."""
+        return str(self.sam)
+
+    def load(self, **changes) -> SocioReasoner:
+        """The reasoner, loaded here (``changes`` override fields, e.g. ``vlm=`` another server)."""
+        spec = dataclasses.replace(self, **changes) if changes else self
+        return SocioReasoner.from_pretrained(
+            spec.vlm, spec.sam, device=spec.device, dtype=spec.dtype, cache_dir=spec.cache_dir, offline=spec.offline,
+            generation=spec.generation, trained=spec.trained, vlm_kwargs=spec.vlm_kwargs, sam_kwargs=spec.sam_kwargs,
+        )
+
+
 class SocioReasoner:
     """The SocioReasoner pipeline around a VLM backend and a SAM backend.
 
@@ -80,6 +121,8 @@ class SocioReasoner:
         self.generation = generation or GenerationConfig.greedy()
         # False for the tiny random models of offline demos: every output is then labelled untrained
         self.trained = trained
+        # how to load the same models elsewhere (set by from_pretrained; Ray actors use it)
+        self.spec: ReasonerSpec | None = None
 
     @classmethod
     def from_pretrained(
@@ -110,12 +153,20 @@ class SocioReasoner:
         # fail in seconds, not after minutes of download retries, when a hub model is unreachable
         announce_downloads([vlm, sam], cache_dir=cache_dir, offline=offline)
         common = {"device": device, "cache_dir": cache_dir, "offline": offline}
-        return cls(
+        reasoner = cls(
             load_vlm(vlm, dtype=dtype, **common, **(vlm_kwargs or {})),
             load_sam(sam, **common, **(sam_kwargs or {})),
             generation=generation,
             trained=trained,
         )
+        named = isinstance(vlm, (str, os.PathLike)) or (
+            isinstance(vlm, (list, tuple)) and all(isinstance(v, str) for v in vlm))
+        if named and isinstance(sam, (str, os.PathLike)):
+            reasoner.spec = ReasonerSpec(
+                list(vlm) if isinstance(vlm, (list, tuple)) else str(vlm), str(sam), device=device, dtype=dtype,
+                cache_dir=cache_dir, offline=offline, generation=generation, trained=trained,
+                vlm_kwargs=vlm_kwargs, sam_kwargs=sam_kwargs)
+        return reasoner
 
     # -- names ---------------------------------------------------------------------------------
     @property

@@ -20,6 +20,8 @@ _LAZY = {
     "serve_model": "sociogeo.testing.openai_server",
     "ScriptedVLM": "sociogeo.testing.scripted",
     "BoxSegmenter": "sociogeo.testing.scripted",
+    "BlobVLM": "sociogeo.testing.scripted",
+    "BrightnessSegmenter": "sociogeo.testing.scripted",
 }
 
 __all__ = list(_LAZY)

@@ -103,7 +103,8 @@ def test_segment_with_tiny_models_writes_gpkg_sidecar_and_preview(tiny, tile_ser
     out = tmp_path / "res" / "parks.gpkg"
     status = main(segment_args(tile_server, out, "--cache-dir", str(tmp_path / "cache"), vlm=tiny.vlm, sam=tiny.sam))
     assert status == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["parks.gpkg", "parks.gpkg.json", "parks.preview.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["parks.gpkg", "parks.gpkg.json", "parks.gpkg.parts",
+                                                             "parks.preview.png"]
 
     gdf = read_result(out)
     assert list(gdf.columns) == ["query", "area_m2", "chip_id", "reasoning", "geometry"]

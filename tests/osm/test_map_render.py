@@ -276,3 +276,22 @@ def test_bad_arguments(osm):
         mr.render_map(osm, GRID, style="watercolour")
     with pytest.raises(ConfigError, match="PixelGrid"):
         mr.render_map(osm, (0, 0, 10, 10))
+
+
+@pytest.mark.parametrize("style", ["socioseg", "landcover"])
+def test_any_window_is_the_same_window_of_the_whole_render(style):
+    """Chip-by-chip rendering (streaming) gives exactly the pixels of rendering the area at once."""
+    from sociogeo.geo.area import Area
+    from sociogeo.osm.render import MapRenderer
+    from sociogeo.testing.helsinki import helsinki_pbf
+
+    grid = Area.from_bbox((24.938, 60.165, 24.952, 60.172), zoom=17).grid
+    renderer = MapRenderer.for_area(grid, source=helsinki_pbf(), style=style)
+    whole = renderer.render(grid)
+    assert len(renderer._placed) > 5 or style == "landcover"  # labels cross window borders below
+    for col, row in [(0, 0), (300, 200), (grid.width - 100, grid.height - 50), (-50, -30), (700, 0)]:
+        window = grid.window(col, row, 768, 768)
+        part = renderer.render(window)
+        c0, r0 = max(col, 0), max(row, 0)
+        c1, r1 = min(col + 768, grid.width), min(row + 768, grid.height)
+        np.testing.assert_array_equal(part[r0 - row:r1 - row, c0 - col:c1 - col], whole[r0:r1, c0:c1])

@@ -206,12 +206,13 @@ def test_resume_skips_finished_chips(tmp_path):
     assert len(vlm.calls) == calls  # nothing recomputed
     assert again.geometry.iloc[0].equals(first.geometry.iloc[0])
     assert again.reasoning.iloc[0] == first.reasoning.iloc[0]
-    # a corrupt chip file is recomputed, with a warning
-    victim = next(tmp_path.rglob("r0_c1.npz"))
+    # a corrupt part file is set aside and its chips are recomputed, with a warning
+    victim = sorted(tmp_path.glob("part-*.parquet"))[0]
     victim.write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="unreadable resume file"):
+    with pytest.warns(UserWarning, match="unreadable result part"):
         third = segment(_pair(), "school", reasoner=r, resume_dir=tmp_path, min_area_m2=0)
     assert len(vlm.calls) > calls and third.geometry.iloc[0].equals(first.geometry.iloc[0])
+    assert (tmp_path / (victim.name + ".unreadable")).is_file()
     # a different run refuses the directory
     from sociogeo.errors import ConfigError
 

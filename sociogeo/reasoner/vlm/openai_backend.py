@@ -15,6 +15,10 @@ A ``seed`` makes sampling reproducible on servers that honour it; request ``i`` 
 
 Failures are collected, not thrown mid-batch: every request runs, then a
 :class:`VLMBatchError` lists the failed indices and carries the answers that did come back.
+
+Several servers of one model (a vLLM fleet) form one backend: pass a list of base URLs and the
+requests of each batch are spread over them in turn (seeds stay per request, so answers do not
+depend on which server gave them).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ _DIALECTS = ("auto", "vllm", "transformers")
 class OpenAIVLM:
     """A VLM behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
-    ``base_url`` may end with or without ``/v1``. ``model`` defaults to the first id the server
+    ``base_url`` may end with or without ``/v1``; a list of URLs is a fleet of servers of the same
+    model, requests spread over them. ``model`` defaults to the first id the (first) server
     lists at ``/v1/models``. ``api_key`` is sent as a bearer token. Up to ``max_concurrency``
     requests run at once; each may take ``timeout_s`` seconds. ``dialect`` is ``"auto"``,
     ``"vllm"`` or ``"transformers"`` (see the module docstring).
@@ -53,15 +58,19 @@ class OpenAIVLM:
         timeout_s: float = 600,
         dialect: str = "auto",
     ):
-        if not str(base_url).startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+        urls = [base_url] if isinstance(base_url, (str, bytes)) or not hasattr(base_url, "__iter__") else list(base_url)
+        if not urls:
+            raise ConfigError("base_url must be a server URL or a non-empty list of them")
+        for url in urls:
+            if not str(url).startswith(("http://", "https://")):
+                raise ConfigError(f"base_url must start with http:// or https://, got {url!r}")
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if dialect not in _DIALECTS:
             raise ConfigError(f"dialect must be one of {_DIALECTS}, got {dialect!r}")
-        root = str(base_url).rstrip("/")
-        root = root.removesuffix("/v1")
-        self.base_url = root
+        self.base_urls = [str(url).rstrip("/").removesuffix("/v1") for url in urls]
+        self.base_url = self.base_urls[0]
+        self._turn = 0  # which server the next batch starts at
         self.api_key = api_key
         self.max_concurrency = int(max_concurrency)
         self.timeout_s = float(timeout_s)
@@ -72,8 +81,9 @@ class OpenAIVLM:
 
     @property
     def name(self) -> str:
-        """``model @ base_url`` once the model is known, else the base URL."""
-        return f"{self._model} @ {self.base_url}" if self._model else self.base_url
+        """``model @ base_url`` once the model is known, else the base URL (URLs of a fleet joined by ``, ``)."""
+        where = ", ".join(self.base_urls)
+        return f"{self._model} @ {where}" if self._model else where
 
     @property
     def model(self) -> str:
@@ -111,10 +121,13 @@ class OpenAIVLM:
         messages = [_messages(request) for request in requests]
         results: list[str | None] = [None] * len(requests)
         errors: dict[int, VLMServerError] = {}
-        workers = min(self.max_concurrency, len(requests))
+        workers = min(self.max_concurrency * len(self.base_urls), len(requests))
+        with self._lock:
+            start, self._turn = self._turn, (self._turn + len(requests)) % len(self.base_urls)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sociogeo-vlm") as pool:
             futures = [
-                pool.submit(self._complete, model, messages[i], config, _seed(config, i))
+                pool.submit(self._complete, model, messages[i], config, _seed(config, i),
+                            self.base_urls[(start + i) % len(self.base_urls)])
                 for i in range(len(requests))
             ]
             for i, future in enumerate(progress(futures, total=len(futures), desc="VLM requests")):
@@ -128,8 +141,9 @@ class OpenAIVLM:
 
     # --- one request ---------------------------------------------------------------------------
 
-    def _complete(self, model: str, messages: list, config: GenerationConfig, seed: int | None) -> str:
-        url = self._url("/v1/chat/completions")
+    def _complete(self, model: str, messages: list, config: GenerationConfig, seed: int | None,
+                  server: str | None = None) -> str:
+        url = (server or self.base_url) + "/v1/chat/completions"
         dialect = self.dialect if self.dialect != "auto" else "vllm"
         response = self._send("POST", url, json=_body(model, messages, config, seed, dialect))
         if (

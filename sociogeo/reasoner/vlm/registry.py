@@ -1,9 +1,10 @@
 """Which VLM backend a name selects, and loading it: the only place that knows both.
 
 A spec is a ready backend (used as is), an ``http(s)://`` URL (an OpenAI-compatible server such
-as vLLM or ``transformers serve``) or a Hugging Face hub id / local folder (Qwen2.5-VL in this
-process). Further backends can be added with :func:`register_vlm`; the interface module
-(:mod:`.base`) never imports an implementation.
+as vLLM or ``transformers serve``; a list of URLs is a fleet of such servers, requests spread over
+them) or a Hugging Face hub id / local folder (Qwen2.5-VL in this process). Further backends can
+be added with :func:`register_vlm`; the interface module (:mod:`.base`) never imports an
+implementation.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def vlm_kind(spec) -> str:
     """The name of the backend kind ``spec`` selects (``"ready"`` for a backend object)."""
     if isinstance(spec, VLMBackend):
         return "ready"
+    if isinstance(spec, (list, tuple)):
+        return "openai"
     return next(loader.name for loader in _LOADERS if loader.matches(str(spec)))
 
 
@@ -70,9 +73,11 @@ def load_vlm(spec, *, device=None, dtype=None, cache_dir=None, offline: bool | N
     """
     if isinstance(spec, VLMBackend):
         return spec
-    text = str(spec)
     if offline is None:
         offline = options.offline_requested()
+    if isinstance(spec, (list, tuple)):  # a fleet of servers of one model
+        return _load_server(list(map(str, spec)), **kwargs)
+    text = str(spec)
     loader = next(loader for loader in _LOADERS if loader.matches(text))
     return loader.load(text, device=device, dtype=dtype, cache_dir=cache_dir, offline=bool(offline), **kwargs)
 
