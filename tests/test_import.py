@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 HEAVY = [
-    "torch", "transformers", "geopandas", "leafmap", "ipyleaflet", "rasterio", "osmnx", "xarray", "matplotlib", "PIL"
+    "torch", "transformers", "geopandas", "leafmap", "ipyleaflet", "rasterio", "osmnx", "xarray", "matplotlib", "PIL",
+    "ray",
 ]
 
 

@@ -194,8 +194,9 @@ def load_reasoner(settings: dict, source: ImagerySource, engine):
     """The models named by the keyword settings (default the released ones)."""
     from ..reasoner.model import ReasonerSpec
 
-    spec = ReasonerSpec(str(settings.get("vlm") or defaults.VLM), str(settings.get("sam") or defaults.SAM),
-                        device=settings.get("device"), offline=source.offline)
+    vlm = settings.get("vlm") or defaults.VLM
+    spec = ReasonerSpec(list(vlm) if isinstance(vlm, (list, tuple)) else str(vlm),
+                        str(settings.get("sam") or defaults.SAM), device=settings.get("device"), offline=source.offline)
     # an engine that loads the models in its own workers gets the spec; otherwise load them here
     return spec if getattr(engine, "loads_models_itself", False) else spec.load()
 

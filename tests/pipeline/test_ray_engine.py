@@ -116,7 +116,8 @@ def test_rerunning_a_finished_job_reuses_what_is_written(cluster, source, sf_are
     # and the local engine reads the same store
     local = segment(sf_area, "bright", reasoner=_reasoner(), imagery=source, chip_size=CHIP, min_area_m2=0, out=out)
     _same(local, first)
-    assert len(ChipStore(tmp_path / "again.parquet.parts", _manifest_of(tmp_path / "again.parquet.parts")).finished()) == 16
+    parts = tmp_path / "again.parquet.parts"
+    assert len(ChipStore(parts, _manifest_of(parts)).finished()) == 16
 
 
 def _manifest_of(folder):

@@ -431,3 +431,50 @@ def test_quiet_loading_prints_no_progress_bars(tmp_path, capfd):
     import transformers
 
     assert transformers.utils.logging.is_progress_bar_enabled()  # restored afterwards
+
+
+def test_a_fleet_of_servers_shares_the_requests():
+    """A list of URLs is one backend; each batch's requests are spread over every server, in order."""
+    import json
+    from http.server import BaseHTTPRequestHandler
+
+    from sociogeo.testing.loopback import serve
+
+    seen = {"a": 0, "b": 0}
+
+    def handler(name):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self._json({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen[name] += 1
+                text = body["messages"][-1]["content"][-1]["text"]
+                self._json({"choices": [{"index": 0, "message": {"role": "assistant", "content": f"{name}:{text}"}}]})
+
+            def _json(self, data):
+                payload = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    with serve(handler("a")) as a, serve(handler("b")) as b:
+        fleet = load_vlm([a.url, b.url])
+        requests = [VLMRequest(f"q{i}", []) for i in range(6)]
+        answers = fleet.generate(requests, GREEDY)
+        assert [x.split(":")[1] for x in answers] == [f"q{i}" for i in range(6)]  # in request order
+        assert seen == {"a": 3, "b": 3}
+        fleet.generate(requests[:1], GREEDY)
+        fleet.generate(requests[:1], GREEDY)
+        assert seen == {"a": 4, "b": 4}  # single requests alternate too
+        assert a.url in fleet.name and b.url in fleet.name
