@@ -55,8 +55,9 @@ from .network import (
 )
 from .origins import buildings, hex_grid
 from .plots import access_layer, plot_access
+from .prepared import clear_cache
 from .search import entity_nodes, nearest
 
 __all__ = ["DEFAULT_MAX_SNAP_M", "DEFAULT_PAD_M", "DEFAULT_SPEEDS_KMH", "HIGHWAY_SPEEDS_KMH", "MODES",
-           "RESULT_COLUMNS", "access_layer", "buildings", "coverage", "entity_nodes", "hex_grid", "isochrones",
-           "nearest", "plot_access", "street_network"]
+           "RESULT_COLUMNS", "access_layer", "buildings", "clear_cache", "coverage", "entity_nodes", "hex_grid",
+           "isochrones", "nearest", "plot_access", "street_network"]

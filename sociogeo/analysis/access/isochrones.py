@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...errors import ConfigError
-from .network import DEFAULT_MAX_SNAP_M, prepare
-from .search import access_nodes, dijkstra, entity_frame
+from .network import DEFAULT_MAX_SNAP_M
+from .prepared import prepare
+from .search import access_nodes, entity_frame, travel_times
 
 
 # -- isochrones -------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def isochrones(
     net = prepare(graph, mode, speed_kmh)
     entities, ent_metric, ent_ok = entity_frame(entities, net)
     sources, _ = access_nodes(ent_metric, ent_ok, net, boundary_step_m, max_snap_m)
-    times, _, _ = dijkstra(net.adjacency, sources, cutoff=max(thresholds))
+    times = travel_times(net, sources, cutoff=max(thresholds))
 
     # one site per distinct position; its time is the best of the nodes there
     sites, inverse = np.unique(net.xy, axis=0, return_inverse=True)

@@ -1,0 +1,394 @@
+"""A street graph prepared for searching: node positions in metres, where points may snap, and the
+edges of a mode as a ``scipy.sparse`` CSR matrix of minutes.
+
+Preparing reads every node and edge of the ``networkx`` graph once (the only per-edge Python work)
+and does the rest with numpy. The result is cached per graph object, so :func:`~.nearest`,
+:func:`~.isochrones` and :func:`~.entity_nodes` prepare a graph once however often they are
+called: the part shared by all modes (nodes, snapping tree, edge lengths) once per graph, and the
+minutes of each mode and speed once more. The cache holds the graph only weakly, forgets it when
+the graph is garbage-collected, and prepares again when the graph's number of nodes or edges or
+its ``crs`` change. Changing edge attributes in place (new lengths or speeds, e.g. osmnx's
+``add_edge_speeds`` on a graph that was already searched) is not detected: call
+:func:`clear_cache` after doing so.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..._optional import require
+from ...errors import ConfigError, OSMDataError
+from .network import DEFAULT_SPEEDS_KMH, check_mode, edge_speed_kmh, in_tunnel, number
+
+
+# -- what a prepared graph holds ------------------------------------------------------------------
+@dataclass
+class Streets:
+    """The mode-independent part of a prepared graph."""
+
+    nodes: np.ndarray  # node ids (objects), in graph order
+    xy: np.ndarray  # N x 2 node coordinates in ``crs`` (metres)
+    crs: Any  # the local UTM CRS
+    graph_crs: Any
+    snappable: np.ndarray  # positions of the nodes points may snap to (street level)
+    tree: Any  # STRtree of the snappable nodes' points
+    tail: np.ndarray  # per graph edge (graph order): position of its first node
+    head: np.ndarray  # ... and of its second node
+    length: np.ndarray  # ... and its length in metres
+    directed: bool
+    networks: dict = field(default_factory=dict)  # (undirected, speeds) -> Network
+    extras: dict = field(default_factory=dict)  # other derived data, e.g. isochrone cells
+
+
+@dataclass
+class Network:
+    """A graph ready for searching in one mode.
+
+    ``minutes`` is an N x N ``scipy.sparse.csr_array`` in the direction of the search, from the
+    entities towards the origins: ``minutes[a, b]`` is the travel time of the street walked from
+    node position ``a`` to ``b`` (for one-way streets, the graph edge ``b -> a``), the fastest of
+    any parallel edges. ``metres`` holds the length of each stored edge, aligned with
+    ``minutes.data``, and ``rows`` its row ``a``.
+    """
+
+    streets: Streets
+    snap_speed_m_min: float  # metres per minute of the snap legs
+    minutes: Any
+    metres: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """Node ids (objects), in graph order."""
+        return self.streets.nodes
+
+    @property
+    def xy(self) -> np.ndarray:
+        """N x 2 node coordinates in :attr:`crs` (metres)."""
+        return self.streets.xy
+
+    @property
+    def crs(self):
+        """The local UTM CRS the network works in."""
+        return self.streets.crs
+
+    @property
+    def graph_crs(self):
+        """The graph's own CRS."""
+        return self.streets.graph_crs
+
+    def snap(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest snappable node position and distance (m) of each shapely point (in ``crs``)."""
+        import shapely
+
+        points = np.asarray(points, dtype=object)
+        pos = np.full(len(points), -1, dtype=np.int64)
+        dist = np.full(len(points), np.nan)
+        ok = ~(shapely.is_missing(points) | shapely.is_empty(points)) if len(points) else np.zeros(0, bool)
+        if ok.any():
+            (src, dst), d = self.streets.tree.query_nearest(points[ok], return_distance=True, all_matches=False)
+            where = np.flatnonzero(ok)[src]
+            pos[where] = self.streets.snappable[dst]
+            dist[where] = d
+        return pos, dist
+
+    def nodes_in(self, polygons) -> tuple[np.ndarray, np.ndarray]:
+        """(polygon index, node position) of the snappable nodes inside or on each polygon."""
+        poly_idx, tree_idx = self.streets.tree.query(polygons, predicate="intersects")
+        return poly_idx, self.streets.snappable[tree_idx]
+
+
+# -- the cache --------------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    ref: weakref.ref
+    signature: tuple
+    streets: Streets
+
+
+_CACHE: dict[int, _Entry] = {}
+_LOCK = threading.RLock()
+
+
+def clear_cache() -> None:
+    """Forget every prepared graph, e.g. after changing edge lengths or speeds of a graph in place."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    with _LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None and entry.ref is ref:
+            del _CACHE[key]
+
+
+def _signature(graph) -> tuple:
+    """What must stay the same for a cached preparation to be reused: node and edge counts, CRS."""
+    if graph.is_multigraph():
+        n_edges = sum(len(keys) for _, nbrs in graph.adjacency() for keys in nbrs.values())
+    else:
+        n_edges = sum(len(nbrs) for _, nbrs in graph.adjacency())
+    return graph.number_of_nodes(), n_edges, graph.is_directed(), str(graph.graph.get("crs"))
+
+
+def prepare(graph, mode: str, speed_kmh) -> Network:
+    """Validate ``graph`` and give its search structures for ``mode`` (cached per graph, mode and speed)."""
+    nx = require("networkx", purpose="accessibility analysis")
+    check_mode(mode, speed_kmh)
+    if not isinstance(graph, nx.Graph):
+        raise ConfigError(f"graph must be a networkx graph (e.g. from street_network), got {type(graph).__name__}")
+    if graph.number_of_nodes() == 0:
+        raise OSMDataError("the street network has no nodes; build it for the area with street_network(...)")
+    if graph.graph.get("crs") is None:
+        raise OSMDataError("the graph has no 'crs' attribute; set graph.graph['crs'] (osmnx graphs have one)")
+    streets = _cached_streets(graph)
+    # walking ignores one-way streets; drive without a set speed reads each edge's tags; otherwise
+    # one flat speed: bike at 20 km/h and drive at 20 km/h are the same network
+    speeds = "tags" if mode == "drive" and speed_kmh is None else _flat_speed(mode, speed_kmh)
+    key = (mode == "walk" or not streets.directed, speeds)
+    with _LOCK:
+        net = streets.networks.get(key)
+    if net is None:
+        net = _network(graph, streets, mode, speed_kmh)
+        with _LOCK:
+            net = streets.networks.setdefault(key, net)
+    return net
+
+
+def _flat_speed(mode: str, speed_kmh) -> float:
+    return float(speed_kmh) if speed_kmh is not None else DEFAULT_SPEEDS_KMH[mode]
+
+
+def _cached_streets(graph) -> Streets:
+    key = id(graph)
+    signature = _signature(graph)
+    with _LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None and entry.ref() is graph and entry.signature == signature:
+            return entry.streets
+    streets = _streets(graph)
+    try:
+        ref = weakref.ref(graph, lambda r, k=key: _forget(k, r))
+    except TypeError:  # a graph class without weak references: prepared anew on every call
+        return streets
+    with _LOCK:
+        _CACHE[key] = _Entry(ref, signature, streets)
+    return streets
+
+
+# -- reading the graph ------------------------------------------------------------------------------
+def _edges(graph) -> tuple[list, list, list]:
+    """Every edge's first node, second node and data dict, in ``graph.edges`` order."""
+    tails, heads, data = [], [], []
+    if not graph.is_directed():  # edges() gives each undirected edge once
+        for u, v, d in graph.edges(data=True):
+            tails.append(u)
+            heads.append(v)
+            data.append(d)
+        return tails, heads, data
+    multi = graph.is_multigraph()
+    for u, nbrs in graph.adjacency():  # the order graph.edges() walks, without its tuples
+        for v, keys in nbrs.items():
+            if multi:
+                for d in keys.values():
+                    tails.append(u)
+                    heads.append(v)
+                    data.append(d)
+            else:
+                tails.append(u)
+                heads.append(v)
+                data.append(keys)
+    return tails, heads, data
+
+
+def _node_index(node_ids: list):
+    """A pandas Index of the node ids (int64 when they all are), for vectorised lookups."""
+    import pandas as pd
+
+    try:
+        ints = np.array(node_ids)
+    except (ValueError, TypeError):
+        ints = None
+    if ints is not None and ints.ndim == 1 and ints.dtype.kind in "iu":
+        return pd.Index(ints)
+    return pd.Index(np.fromiter(node_ids, dtype=object, count=len(node_ids)), dtype=object, tupleize_cols=False)
+
+
+def _positions(index, ids: list) -> np.ndarray:
+    """Positions in ``index`` of node ids (all present)."""
+    dtype = object if index.dtype == object else index.dtype
+    return index.get_indexer(np.fromiter(ids, dtype=dtype, count=len(ids)))
+
+
+def _coordinates(graph) -> np.ndarray:
+    """N x 2 node ``x``, ``y`` as floats; :class:`OSMDataError` when any is missing or not a number."""
+    bad = OSMDataError("every graph node needs numeric 'x' and 'y' coordinates (osmnx graphs have them)")
+    try:
+        raw = [(d["x"], d["y"]) for _, d in graph.nodes(data=True)]
+    except KeyError:
+        raise bad from None
+    try:
+        xy = np.array(raw, dtype=float).reshape(len(raw), 2)
+    except (TypeError, ValueError):
+        raise bad from None
+    if np.isnan(xy).any():  # numpy reads None as NaN where float() refuses it
+        for x, y in raw:
+            try:
+                float(x), float(y)
+            except (TypeError, ValueError):
+                raise bad from None
+    return xy
+
+
+def _lengths(data: list) -> np.ndarray:
+    """Edge lengths in metres; NaN where an edge has no usable length (0 is a length)."""
+    raw = [d.get("length") for d in data]
+    try:
+        values = np.array(raw)
+    except (ValueError, TypeError):
+        values = None
+    if values is not None and values.ndim == 1 and values.dtype.kind in "fiub":
+        values = values.astype(float)
+        ok = (np.isfinite(values) & (values > 0)) | (values == 0)
+        return np.where(ok, np.abs(values), np.nan)  # abs: -0.0 is a zero length
+    out = np.full(len(raw), np.nan)
+    for i, value in enumerate(raw):  # tags of any type: the scalar rules, one by one
+        length = number(value)
+        out[i] = 0.0 if length is None and value in (0, 0.0) else (np.nan if length is None else length)
+    return out
+
+
+def _tunnels(data: list) -> np.ndarray:
+    """Whether each edge runs (partly) through a tunnel; most edges have no tag at all."""
+    raw = [d.get("tunnel") for d in data]
+    tagged = [i for i, value in enumerate(raw) if value is not None]
+    out = np.zeros(len(raw), dtype=bool)
+    out[tagged] = [in_tunnel(raw[i]) for i in tagged]
+    return out
+
+
+def _to_crs(x, y, source, target):
+    """Coordinates transformed as geopandas' ``to_crs`` does (no-op between identical CRSs)."""
+    from pyproj import CRS, Transformer
+
+    source, target = CRS.from_user_input(source), CRS.from_user_input(target)
+    if source.is_exact_same(target):
+        return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    x, y = Transformer.from_crs(source, target, always_xy=True).transform(x, y)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _metric_crs(x, y, graph_crs):
+    """The local UTM CRS of the nodes, as geopandas' ``estimate_utm_crs`` picks it."""
+    import geopandas as gpd
+    import shapely
+
+    lon, lat = _to_crs(x, y, graph_crs, "EPSG:4326")
+    corners = shapely.points([(np.nanmin(lon), np.nanmin(lat)), (np.nanmax(lon), np.nanmax(lat))])
+    return gpd.GeoSeries(corners, crs="EPSG:4326").estimate_utm_crs()
+
+
+def _streets(graph) -> Streets:
+    import shapely
+
+    graph_crs = graph.graph["crs"]
+    node_ids = list(graph.nodes)
+    xy = _coordinates(graph)
+    metric_crs = _metric_crs(xy[:, 0], xy[:, 1], graph_crs)
+    mx, my = _to_crs(xy[:, 0], xy[:, 1], graph_crs, metric_crs)
+    metric = np.column_stack([mx, my])
+
+    tails, heads, data = _edges(graph)
+    index = _node_index(node_ids)
+    tail, head = _positions(index, tails), _positions(index, heads)
+    length = _lengths(data)
+    missing = int(np.isnan(length).sum())
+    if missing:
+        raise OSMDataError(
+            f"{missing} edges of the graph have no numeric 'length' (metres); add lengths, e.g. "
+            "osmnx.distance.add_edge_lengths(graph), or build the graph with street_network(...)"
+        )
+    n = len(node_ids)
+    tunnel = _tunnels(data)
+    surface = np.zeros(n, dtype=bool)  # nodes with an edge at street level
+    surface[tail[~tunnel]] = True
+    surface[head[~tunnel]] = True
+    # isolated nodes have no edges at all; they stay snappable like street-level ones
+    isolated = np.bincount(np.concatenate([tail, head]), minlength=n) == 0
+    snappable = np.flatnonzero(surface | isolated)
+    if len(snappable) == 0:  # a network made only of tunnels: snap to what there is
+        snappable = np.arange(n)
+    tree = shapely.STRtree(shapely.points(metric[snappable]))
+    nodes = np.fromiter(node_ids, dtype=object, count=n)
+    return Streets(nodes, metric, metric_crs, graph_crs, snappable, tree, tail, head, length, graph.is_directed())
+
+
+def _edge_speeds(graph, mode: str, speed_kmh) -> np.ndarray | float:
+    """km/h per edge (graph order) for drive without a set speed; one number otherwise."""
+    if speed_kmh is not None or mode != "drive":
+        return _flat_speed(mode, speed_kmh)
+    _, _, data = _edges(graph)
+    speeds = np.empty(len(data))
+    memo: dict = {}
+    for i, d in enumerate(data):  # few distinct tag combinations: each is parsed once
+        kph, maxspeed, highway = d.get("speed_kph"), d.get("maxspeed"), d.get("highway")
+        # types too: True == 1, yet "True" and "1" are different maxspeed tags
+        key = (type(kph), kph, type(maxspeed), maxspeed, type(highway), highway)
+        try:
+            speeds[i] = memo[key]
+        except KeyError:
+            speeds[i] = memo[key] = edge_speed_kmh(d, mode, None)
+        except TypeError:  # list-valued tags are not hashable
+            speeds[i] = edge_speed_kmh(d, mode, None)
+    return speeds
+
+
+def _network(graph, streets: Streets, mode: str, speed_kmh) -> Network:
+    """The CSR matrix of minutes for ``mode``: for each ordered node pair, the fastest edge."""
+    sparse = require("scipy.sparse", purpose="accessibility analysis")
+    n = len(streets.nodes)
+    speeds = _edge_speeds(graph, mode, speed_kmh)
+    minutes = streets.length / (speeds * 1000.0 / 60.0)
+    # the search runs from entities backwards, so edge u -> v is followed from v to u; walking
+    # follows it both ways. ``order`` is the position in the sequence the edges were read in.
+    undirected = mode == "walk" or not streets.directed
+    if undirected:
+        rows = np.stack([streets.head, streets.tail], axis=1).ravel()
+        cols = np.stack([streets.tail, streets.head], axis=1).ravel()
+        minutes, metres = np.repeat(minutes, 2), np.repeat(streets.length, 2)
+    else:
+        rows, cols, metres = streets.head, streets.tail, streets.length
+    order = np.arange(len(rows))
+    keep = _fastest(rows.astype(np.int64) * n + cols, minutes, order)
+    rows, cols, minutes, metres = rows[keep], cols[keep], minutes[keep], metres[keep]
+    index_type = np.int32 if max(n, len(rows)) < 2**31 - 1 else np.int64
+    indptr = np.zeros(n + 1, dtype=index_type)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    matrix = sparse.csr_array((minutes, cols.astype(index_type), indptr), shape=(n, n))
+    snap = _flat_speed(mode, speed_kmh) * 1000.0 / 60.0
+    return Network(streets, snap, matrix, metres, rows.astype(index_type))
+
+
+def _fastest(keys: np.ndarray, minutes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Indices of one entry per key, sorted by key: the fastest, and of equally fast ones the
+    first in ``order`` (as a dict updated with ``<`` keeps the first).
+    """
+    by_key = np.argsort(keys)
+    keys = keys[by_key]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    if len(starts) == len(keys):
+        return by_key
+    sizes = np.diff(np.r_[starts, len(keys)])
+    times = minutes[by_key]
+    fastest = times == np.repeat(np.minimum.reduceat(times, starts), sizes)
+    first = np.where(fastest, order[by_key], np.iinfo(np.int64).max)
+    chosen = first == np.repeat(np.minimum.reduceat(first, starts), sizes)
+    return by_key[chosen]
+
+

