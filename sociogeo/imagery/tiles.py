@@ -116,9 +116,14 @@ def decode_tile(data: bytes, tile_size: int = 256) -> Tile:
                 raise ValueError(f"tile is {img.size[0]} x {img.size[1]} px, expected {tile_size} x {tile_size}")
             transparent = img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info
             if transparent:
-                rgba = np.asarray(img.convert("RGBA"))
-                valid = rgba[..., 3] > 0
-                rgb = np.where(valid[..., None], rgba[..., :3], NODATA).astype(np.uint8)
+                rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+                # Pillow splits the channels in C; numpy only touches the (usually few) pixels
+                # to blank, instead of copying the RGB of every pixel out of a strided view
+                rgb = np.array(rgba.convert("RGB"), dtype=np.uint8)
+                valid = np.asarray(rgba.getchannel("A")) > 0
+                clear = np.flatnonzero(~valid)
+                if len(clear):
+                    rgb.reshape(-1, 3)[clear] = NODATA
             else:
                 rgb = np.array(img.convert("RGB"), dtype=np.uint8)
                 valid = np.ones((tile_size, tile_size), dtype=bool)
