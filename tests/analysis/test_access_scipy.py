@@ -132,6 +132,39 @@ def test_parallel_edges_keep_the_fastest_then_the_first():
     assert minutes.tolist() == [0.16, 0.0] and metres.tolist() == [80.0, 0.0]
 
 
+def test_snapping_equals_geos_nearest_including_ties(houses, walk):
+    """Snapped nodes and distances are GEOS's query_nearest answer (as before), to the last bit,
+    also where two or four nodes are equally near (exact lattice in a projected CRS)."""
+    nx = pytest.importorskip("networkx")
+    lattice = nx.MultiDiGraph(crs="EPSG:32635")
+    for i in range(12):
+        for j in range(12):
+            lattice.add_node(i * 12 + j, x=385_000.0 + 100 * i, y=6_670_000.0 + 100 * j)
+    for i in range(12):
+        for j in range(11):
+            lattice.add_edge(i * 12 + j, i * 12 + j + 1, length=100.0)
+            lattice.add_edge(j * 12 + i, (j + 1) * 12 + i, length=100.0)
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 11, (300, 2)) * 100.0 + [385_000.0, 6_670_000.0]
+    points = np.concatenate([
+        cells + [50.0, 0.0],  # midway between two nodes
+        cells + [50.0, 50.0],  # centre of a block: four nodes
+        cells + rng.uniform(0, 100, (300, 2)),
+    ])
+    for graph, xy in ((lattice, points), (walk, None)):
+        net = prepared.prepare(graph, "walk", None)
+        if xy is None:
+            xy = shapely.get_coordinates(houses.to_crs(net.crs).geometry.to_numpy())
+        query = shapely.points(xy)
+        pos, dist = net.snap(query)
+        tree = shapely.STRtree(shapely.points(net.xy[net.streets.snappable]))
+        (src, dst), expected = tree.query_nearest(query, return_distance=True, all_matches=False)
+        np.testing.assert_array_equal(src, np.arange(len(xy)))
+        np.testing.assert_array_equal(pos, net.streets.snappable[dst])
+        np.testing.assert_array_equal(dist, expected)
+    assert (dist > 0).all() and len(pos) > 300
+
+
 # -- search -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("mode", "speed"), [("walk", None), ("bike", None), ("walk", 6.0)])
 def test_search_equals_the_reference_on_helsinki(walk, schools, mode, speed):

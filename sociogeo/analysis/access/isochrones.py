@@ -111,7 +111,8 @@ def _cells(streets, buffer_m: float) -> _Cells:
     pieces = cells.copy()
     pieces[~inner] = shapely.intersection(cells[~inner], extent)
     out = _Cells(inverse.ravel(), pieces, inner)
-    streets.extras.clear()  # one extent at a time: cells of a city take hundreds of MB
+    for old in [k for k in streets.extras if isinstance(k, tuple) and k[0] == key[0]]:
+        del streets.extras[old]  # one extent at a time: the cells of a city take hundreds of MB
     streets.extras[key] = out
     return out
 

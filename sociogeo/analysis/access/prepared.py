@@ -36,13 +36,29 @@ class Streets:
     crs: Any  # the local UTM CRS
     graph_crs: Any
     snappable: np.ndarray  # positions of the nodes points may snap to (street level)
-    tree: Any  # STRtree of the snappable nodes' points
     tail: np.ndarray  # per graph edge (graph order): position of its first node
     head: np.ndarray  # ... and of its second node
     length: np.ndarray  # ... and its length in metres
     directed: bool
     networks: dict = field(default_factory=dict)  # (undirected, speeds) -> Network
     extras: dict = field(default_factory=dict)  # other derived data, e.g. isochrone cells
+
+    @property
+    def kdtree(self):
+        """A ``scipy.spatial.cKDTree`` of the snappable nodes (built on first use)."""
+        if "kdtree" not in self.extras:
+            spatial = require("scipy.spatial", purpose="accessibility analysis")
+            self.extras["kdtree"] = spatial.cKDTree(self.xy[self.snappable])
+        return self.extras["kdtree"]
+
+    @property
+    def tree(self):
+        """A shapely ``STRtree`` of the snappable nodes' points (built on first use)."""
+        if "tree" not in self.extras:
+            import shapely
+
+            self.extras["tree"] = shapely.STRtree(shapely.points(self.xy[self.snappable]))
+        return self.extras["tree"]
 
 
 @dataclass
@@ -90,11 +106,22 @@ class Network:
         pos = np.full(len(points), -1, dtype=np.int64)
         dist = np.full(len(points), np.nan)
         ok = ~(shapely.is_missing(points) | shapely.is_empty(points)) if len(points) else np.zeros(0, bool)
-        if ok.any():
-            (src, dst), d = self.streets.tree.query_nearest(points[ok], return_distance=True, all_matches=False)
-            where = np.flatnonzero(ok)[src]
-            pos[where] = self.streets.snappable[dst]
-            dist[where] = d
+        if not ok.any():
+            return pos, dist
+        streets = self.streets
+        where = np.flatnonzero(ok)
+        # a k-d tree finds the nearest node ten times faster than GEOS, with the same distances
+        # to the last bit; points with two nodes equally near ask GEOS, which picked them before
+        k = min(2, len(streets.snappable))
+        d, i = streets.kdtree.query(shapely.get_coordinates(points[ok]), k=k)
+        d, i = d.reshape(len(where), k), i.reshape(len(where), k)
+        pos[where] = streets.snappable[i[:, 0]]
+        dist[where] = d[:, 0]
+        tied = where[d[:, -1] == d[:, 0]] if k == 2 else where[:0]
+        if len(tied):
+            (src, dst), d = streets.tree.query_nearest(points[tied], return_distance=True, all_matches=False)
+            pos[tied[src]] = streets.snappable[dst]
+            dist[tied[src]] = d
         return pos, dist
 
     def nodes_in(self, polygons) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +322,6 @@ def _metric_crs(x, y, graph_crs):
 
 
 def _streets(graph) -> Streets:
-    import shapely
-
     graph_crs = graph.graph["crs"]
     node_ids = list(graph.nodes)
     xy = _coordinates(graph)
@@ -324,9 +349,8 @@ def _streets(graph) -> Streets:
     snappable = np.flatnonzero(surface | isolated)
     if len(snappable) == 0:  # a network made only of tunnels: snap to what there is
         snappable = np.arange(n)
-    tree = shapely.STRtree(shapely.points(metric[snappable]))
     nodes = np.fromiter(node_ids, dtype=object, count=n)
-    return Streets(nodes, metric, metric_crs, graph_crs, snappable, tree, tail, head, length, graph.is_directed())
+    return Streets(nodes, metric, metric_crs, graph_crs, snappable, tail, head, length, graph.is_directed())
 
 
 def _edge_speeds(graph, mode: str, speed_kmh) -> np.ndarray | float:
