@@ -18,6 +18,7 @@ import shapely
 
 from sociogeo import access
 from sociogeo.analysis.access import prepared, search
+from sociogeo.errors import OSMDataError
 from sociogeo.testing.streets import random_origins, random_parks, street_grid
 
 pyrosm = pytest.importorskip("pyrosm")
@@ -64,6 +65,12 @@ def tied():
 
 
 @pytest.fixture(scope="module")
+def undirected(tied):
+    """The tied lattice as an undirected MultiGraph: every mode walks every edge both ways."""
+    return tied.to_undirected()
+
+
+@pytest.fixture(scope="module")
 def jittered():
     return street_grid(90, one_way=0.15, parallel=0.1, seed=7)
 
@@ -97,7 +104,7 @@ def _labels_tie(adjacency, minutes, metres, labels) -> int:
 # -- preparation --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("graph_name", "mode", "speed"), [
     ("walk", "walk", None), ("walk", "bike", None), ("drive", "drive", None), ("drive", "drive", 30),
-    ("tied", "walk", None), ("tied", "drive", None), ("jittered", "drive", None),
+    ("tied", "walk", None), ("tied", "drive", None), ("jittered", "drive", None), ("undirected", "drive", None),
 ])
 def test_prepared_network_equals_the_reference(request, graph_name, mode, speed):
     graph = request.getfixturevalue(graph_name)
@@ -113,6 +120,45 @@ def test_prepared_network_equals_the_reference(request, graph_name, mode, speed)
     assert got == expected  # the same fastest edge for every node pair, with its own length
     assert len(got) == m.nnz
     np.testing.assert_array_equal(m.indptr, np.r_[0, np.cumsum([len(e) for e in adjacency])])
+
+
+def test_tags_as_text_read_as_before():
+    """Coordinates and lengths given as text are numbers to float(), as before; None is not."""
+    graph = street_grid(8, seed=1)
+    as_text = graph.copy()
+    for _, data in as_text.nodes(data=True):
+        data["x"], data["y"] = repr(data["x"]), repr(data["y"])
+    for _, _, data in as_text.edges(data=True):
+        data["length"] = repr(data["length"])
+    a, b = prepared.prepare(graph, "walk", None), prepared.prepare(as_text, "walk", None)
+    np.testing.assert_array_equal(a.xy, b.xy)
+    assert (a.minutes != b.minutes).nnz == 0 and np.array_equal(a.metres, b.metres)
+    nones = graph.copy()
+    nones.nodes[3]["x"] = None
+    with pytest.raises(OSMDataError, match="numeric 'x' and 'y'"):
+        prepared.prepare(nones, "walk", None)
+    text_zero = graph.copy()
+    u, v, k = next(iter(text_zero.edges(keys=True)))
+    text_zero.edges[u, v, k]["length"] = "0"  # float("0") is 0, yet only a number 0 was a zero length
+    with pytest.raises(OSMDataError, match="1 edges of the graph have no numeric 'length'"):
+        prepared.prepare(text_zero, "walk", None)
+
+
+def test_utm_zone_as_geopandas_picks_it():
+    gpd = pytest.importorskip("geopandas")
+    rng = np.random.default_rng(0)
+    centres = list(zip(rng.uniform(-180, 180, 200), rng.uniform(-79.9, 83.9, 200)))
+    centres += [(24.94, 60.17), (6.0, 45.0), (-180.0, 10.0), (3.0, 0.0), (10.0, 84.0), (10.0, -80.0), (12.0, 5.0)]
+    for lon, lat in centres:
+        bounds = (lon - 0.01, lat - 0.01, lon + 0.01, lat + 0.01)
+        corners = shapely.points([bounds[:2], bounds[2:]])
+        try:
+            expected = gpd.GeoSeries(corners, crs="EPSG:4326").estimate_utm_crs()
+        except RuntimeError:  # no UTM zone (beyond 84°N)
+            with pytest.raises(RuntimeError):
+                prepared.utm_crs(*bounds)
+            continue
+        assert prepared.utm_crs(*bounds) == expected, (lon, lat)
 
 
 def test_parallel_edges_keep_the_fastest_then_the_first():
@@ -163,6 +209,31 @@ def test_snapping_equals_geos_nearest_including_ties(houses, walk):
         np.testing.assert_array_equal(pos, net.streets.snappable[dst])
         np.testing.assert_array_equal(dist, expected)
     assert (dist > 0).all() and len(pos) > 300
+
+
+def test_nodes_in_polygons_equals_geos_query(schools, walk):
+    """Nodes inside or on polygons (also exactly on their edges and corners) as an STRtree finds them."""
+    nx = pytest.importorskip("networkx")
+    lattice = nx.MultiDiGraph(crs="EPSG:32635")
+    for i in range(10):
+        for j in range(10):
+            lattice.add_node(i * 10 + j, x=385_000.0 + 100 * i, y=6_670_000.0 + 100 * j)
+            if j:
+                lattice.add_edge(i * 10 + j - 1, i * 10 + j, length=100.0)
+    rng = np.random.default_rng(2)
+    corners = rng.integers(0, 8, (40, 2)) * 100.0 + [385_000.0, 6_670_000.0]
+    boxes = shapely.box(*corners.T, *(corners + rng.integers(1, 3, (40, 2)) * 100.0).T)  # edges through nodes
+    rings = shapely.buffer(shapely.points(corners + 37.0), rng.uniform(10, 250, 40))
+    for graph, polygons in ((lattice, np.r_[boxes, rings]), (walk, None)):
+        net = prepared.prepare(graph, "walk", None)
+        if polygons is None:
+            polygons = schools.to_crs(net.crs).geometry.to_numpy()
+        poly, node = net.nodes_in(polygons)
+        tree = shapely.STRtree(shapely.points(net.xy[net.streets.snappable]))
+        ref_poly, ref_node = tree.query(polygons, predicate="intersects")
+        assert sorted(zip(poly.tolist(), node.tolist())) == sorted(
+            zip(ref_poly.tolist(), net.streets.snappable[ref_node].tolist()))
+        assert len(poly) > 40
 
 
 # -- search -------------------------------------------------------------------------------------
@@ -260,6 +331,11 @@ def test_nearest_equals_the_reference_where_routes_tie(monkeypatch, tied):
 
 
 # -- the cache ----------------------------------------------------------------------------------
+def test_an_undirected_graph_is_prepared_once(undirected):
+    assert prepared.prepare(undirected, "walk", None) is prepared.prepare(undirected, "walk", None)
+    assert prepared.prepare(undirected, "drive", None) is prepared.prepare(undirected, "drive", None)
+
+
 def test_one_preparation_serves_every_call(monkeypatch, houses, schools, walk):
     prepared.clear_cache()
     built = []

@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -126,8 +128,23 @@ class Network:
 
     def nodes_in(self, polygons) -> tuple[np.ndarray, np.ndarray]:
         """(polygon index, node position) of the snappable nodes inside or on each polygon."""
-        poly_idx, tree_idx = self.streets.tree.query(polygons, predicate="intersects")
-        return poly_idx, self.streets.snappable[tree_idx]
+        import shapely
+
+        polygons = np.asarray(polygons, dtype=object)
+        if len(polygons) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        streets = self.streets
+        # candidates: the nodes in the circle around each bounding box; then the exact test
+        x0, y0, x1, y1 = shapely.bounds(polygons).T
+        centres = np.column_stack([(x0 + x1) / 2, (y0 + y1) / 2])
+        radii = np.hypot(x1 - x0, y1 - y0) / 2 * (1 + 1e-9) + 1e-6
+        found = streets.kdtree.query_ball_point(centres, radii)
+        counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        poly_idx = np.repeat(np.arange(len(polygons)), counts)
+        candidates = streets.snappable[np.fromiter(chain.from_iterable(found), dtype=np.int64, count=counts.sum())]
+        x, y = streets.xy[candidates].T
+        inside = shapely.intersects_xy(polygons[poly_idx], x, y)
+        return poly_idx[inside], candidates[inside]
 
 
 # -- the cache --------------------------------------------------------------------------------------
@@ -156,7 +173,10 @@ def _forget(key: int, ref: weakref.ref) -> None:
 
 
 def _signature(graph) -> tuple:
-    """What must stay the same for a cached preparation to be reused: node and edge counts, CRS."""
+    """What must stay the same for a cached preparation to be reused: node and edge counts, CRS.
+
+    Edges are counted as the adjacency holds them: an undirected edge twice, except a loop.
+    """
     if graph.is_multigraph():
         n_edges = sum(len(keys) for _, nbrs in graph.adjacency() for keys in nbrs.values())
     else:
@@ -194,12 +214,15 @@ def _flat_speed(mode: str, speed_kmh) -> float:
 
 def _cached_streets(graph) -> Streets:
     key = id(graph)
-    signature = _signature(graph)
     with _LOCK:
         entry = _CACHE.get(key)
-        if entry is not None and entry.ref() is graph and entry.signature == signature:
-            return entry.streets
+    if entry is not None and entry.ref() is graph and entry.signature == _signature(graph):
+        return entry.streets
     streets = _streets(graph)
+    # the signature of what was just read, without counting the edges again
+    loops = int((streets.tail == streets.head).sum())
+    n_adjacent = len(streets.tail) if streets.directed else 2 * len(streets.tail) - loops
+    signature = (len(streets.nodes), n_adjacent, streets.directed, str(graph.graph.get("crs")))
     try:
         ref = weakref.ref(graph, lambda r, k=key: _forget(k, r))
     except TypeError:  # a graph class without weak references: prepared anew on every call
@@ -256,26 +279,30 @@ def _positions(index, ids: list) -> np.ndarray:
 def _coordinates(graph) -> np.ndarray:
     """N x 2 node ``x``, ``y`` as floats; :class:`OSMDataError` when any is missing or not a number."""
     bad = OSMDataError("every graph node needs numeric 'x' and 'y' coordinates (osmnx graphs have them)")
+    data = list(map(itemgetter(1), graph.nodes(data=True)))
     try:
-        raw = [(d["x"], d["y"]) for _, d in graph.nodes(data=True)]
+        x = np.fromiter(map(itemgetter("x"), data), dtype=float, count=len(data))
+        y = np.fromiter(map(itemgetter("y"), data), dtype=float, count=len(data))
+        strict = np.isnan(x).any() or np.isnan(y).any()  # numpy reads None as NaN, float() refuses it
     except KeyError:
         raise bad from None
-    try:
-        xy = np.array(raw, dtype=float).reshape(len(raw), 2)
-    except (TypeError, ValueError):
-        raise bad from None
-    if np.isnan(xy).any():  # numpy reads None as NaN where float() refuses it
-        for x, y in raw:
-            try:
-                float(x), float(y)
-            except (TypeError, ValueError):
-                raise bad from None
-    return xy
+    except (TypeError, ValueError):  # e.g. numbers as text, which float() reads
+        strict = True
+    if strict:
+        try:
+            x = np.array([float(d["x"]) for d in data])
+            y = np.array([float(d["y"]) for d in data])
+        except (TypeError, ValueError):
+            raise bad from None
+    return np.column_stack([x, y])
 
 
 def _lengths(data: list) -> np.ndarray:
     """Edge lengths in metres; NaN where an edge has no usable length (0 is a length)."""
-    raw = [d.get("length") for d in data]
+    try:
+        raw = list(map(itemgetter("length"), data))
+    except KeyError:
+        raw = [d.get("length") for d in data]
     try:
         values = np.array(raw)
     except (ValueError, TypeError):
@@ -293,10 +320,9 @@ def _lengths(data: list) -> np.ndarray:
 
 def _tunnels(data: list) -> np.ndarray:
     """Whether each edge runs (partly) through a tunnel; most edges have no tag at all."""
-    raw = [d.get("tunnel") for d in data]
-    tagged = [i for i, value in enumerate(raw) if value is not None]
-    out = np.zeros(len(raw), dtype=bool)
-    out[tagged] = [in_tunnel(raw[i]) for i in tagged]
+    tagged = [i for i, d in enumerate(data) if "tunnel" in d]
+    out = np.zeros(len(data), dtype=bool)
+    out[tagged] = [in_tunnel(data[i]["tunnel"]) for i in tagged]
     return out
 
 
@@ -313,11 +339,25 @@ def _to_crs(x, y, source, target):
 
 def _metric_crs(x, y, graph_crs):
     """The local UTM CRS of the nodes, as geopandas' ``estimate_utm_crs`` picks it."""
+    lon, lat = _to_crs(x, y, graph_crs, "EPSG:4326")
+    return utm_crs(float(np.nanmin(lon)), float(np.nanmin(lat)), float(np.nanmax(lon)), float(np.nanmax(lat)))
+
+
+def utm_crs(west: float, south: float, east: float, north: float):
+    """The WGS 84 UTM zone geopandas' ``estimate_utm_crs`` picks for these bounds (degrees).
+
+    The zone of the bounds' centre, computed; only where the centre lies on a zone's edge, at the
+    equator or beyond UTM's latitudes does it ask pyproj's database as geopandas does (slow).
+    """
+    from pyproj import CRS
+
+    lon, lat = np.mean([west, east]), np.mean([south, north])
+    if -180.0 < lon < 180.0 and (lon + 180.0) % 6.0 != 0.0 and (-80.0 < lat < 0.0 or 0.0 < lat < 84.0):
+        return CRS.from_epsg((32600 if lat > 0 else 32700) + int((lon + 180.0) // 6.0) + 1)
     import geopandas as gpd
     import shapely
 
-    lon, lat = _to_crs(x, y, graph_crs, "EPSG:4326")
-    corners = shapely.points([(np.nanmin(lon), np.nanmin(lat)), (np.nanmax(lon), np.nanmax(lat))])
+    corners = shapely.points([(west, south), (east, north)])
     return gpd.GeoSeries(corners, crs="EPSG:4326").estimate_utm_crs()
 
 
@@ -379,18 +419,23 @@ def _network(graph, streets: Streets, mode: str, speed_kmh) -> Network:
     n = len(streets.nodes)
     speeds = _edge_speeds(graph, mode, speed_kmh)
     minutes = streets.length / (speeds * 1000.0 / 60.0)
-    # the search runs from entities backwards, so edge u -> v is followed from v to u; walking
-    # follows it both ways. ``order`` is the position in the sequence the edges were read in.
-    undirected = mode == "walk" or not streets.directed
-    if undirected:
-        rows = np.stack([streets.head, streets.tail], axis=1).ravel()
-        cols = np.stack([streets.tail, streets.head], axis=1).ravel()
-        minutes, metres = np.repeat(minutes, 2), np.repeat(streets.length, 2)
+    tail, head, metres = streets.tail.astype(np.int64), streets.head.astype(np.int64), streets.length
+    if mode == "walk" or not streets.directed:
+        # every edge is walked both ways. Of the edges joining two nodes (either way round), the
+        # fastest and then the first read serves both directions: what a dict filled edge by
+        # edge, with the way back after the way there, keeps (see tests/analysis/_legacy_access.py)
+        low, high = np.minimum(tail, head), np.maximum(tail, head)
+        keep = _fastest(low * n + high, minutes)
+        low, high, minutes, metres = low[keep], high[keep], minutes[keep], metres[keep]
+        twice = low != high  # a loop is one entry
+        rows, cols = np.r_[low, high[twice]], np.r_[high, low[twice]]
+        minutes, metres = np.r_[minutes, minutes[twice]], np.r_[metres, metres[twice]]
+        by_row = np.argsort(rows)
+        rows, cols, minutes, metres = rows[by_row], cols[by_row], minutes[by_row], metres[by_row]
     else:
-        rows, cols, metres = streets.head, streets.tail, streets.length
-    order = np.arange(len(rows))
-    keep = _fastest(rows.astype(np.int64) * n + cols, minutes, order)
-    rows, cols, minutes, metres = rows[keep], cols[keep], minutes[keep], metres[keep]
+        # the search runs from entities backwards, so edge u -> v is followed from v to u
+        keep = _fastest(head * n + tail, minutes)
+        rows, cols, minutes, metres = head[keep], tail[keep], minutes[keep], metres[keep]
     index_type = np.int32 if max(n, len(rows)) < 2**31 - 1 else np.int64
     indptr = np.zeros(n + 1, dtype=index_type)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
@@ -399,10 +444,11 @@ def _network(graph, streets: Streets, mode: str, speed_kmh) -> Network:
     return Network(streets, snap, matrix, metres, rows.astype(index_type))
 
 
-def _fastest(keys: np.ndarray, minutes: np.ndarray, order: np.ndarray) -> np.ndarray:
+def _fastest(keys: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     """Indices of one entry per key, sorted by key: the fastest, and of equally fast ones the
-    first in ``order`` (as a dict updated with ``<`` keeps the first).
+    first (as a dict updated with ``<`` keeps the first).
     """
+    order = np.arange(len(keys))
     by_key = np.argsort(keys)
     keys = keys[by_key]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])

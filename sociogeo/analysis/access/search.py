@@ -253,17 +253,15 @@ def nearest(
         )
 
     out = origins.copy()
-    out["node"] = maybe_int([net.nodes[i] if s else None for i, s in zip(node, snapped)])
+    out["node"] = maybe_int(pick(net.nodes, node, snapped))
     out["snap_m"] = np.where(valid, snap, np.nan)
     out["distance_m"] = dist
     out["time_min"] = time
     reached = label >= 0
-    entity_index = entities.index
-    out["entity"] = maybe_int([entity_index[p] if r else None for p, r in zip(label, reached)])
+    out["entity"] = maybe_int(pick(entities.index.to_numpy(), label, reached))
     for column in ("name", "query"):
         if column in entities.columns:
-            src = entities[column].to_numpy()
-            out[f"entity_{column}"] = [src[p] if r else None for p, r in zip(label, reached)]
+            out[f"entity_{column}"] = list(pick(entities[column].to_numpy(), label, reached))
     out.attrs.update({
         "mode": mode,
         "speed_kmh": speed_kmh,
@@ -274,14 +272,26 @@ def nearest(
     return out
 
 
-def maybe_int(values: list):
-    """A nullable integer array when every present value is an integer, else objects."""
+def pick(values: np.ndarray, positions: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``values[positions]`` where ``present``, None elsewhere, as an object array."""
+    out = np.full(len(positions), None, dtype=object)
+    out[present] = values[positions[present]]
+    return out
+
+
+def maybe_int(values: np.ndarray):
+    """A nullable integer array when every present value is an integer (not a bool), else objects."""
     import pandas as pd
 
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
-        return pd.array(values, dtype="Int64")
-    return pd.array(values, dtype=object)
+    present = np.not_equal(values, None)
+    if present.any() and pd.api.types.infer_dtype(values[present], skipna=False) == "integer":
+        try:
+            numbers = np.zeros(len(values), dtype=np.int64)
+            numbers[present] = values[present].astype(np.int64)
+            return pd.arrays.IntegerArray(numbers, ~present)
+        except OverflowError:  # beyond int64: as pandas itself would refuse them
+            pass
+    return pd.array(list(values), dtype=object)
 
 
 # -- isochrones -------------------------------------------------------------------------------
