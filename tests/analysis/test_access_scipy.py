@@ -161,6 +161,21 @@ def test_utm_zone_as_geopandas_picks_it():
         assert prepared.utm_crs(*bounds) == expected, (lon, lat)
 
 
+def test_a_graph_without_edges():
+    """Only the node an origin stands on can be reached: the entity's own node."""
+    gpd = pytest.importorskip("geopandas")
+    nx = pytest.importorskip("networkx")
+    graph = nx.MultiDiGraph(crs="EPSG:4326")
+    graph.add_node(1, x=24.90, y=60.20)
+    graph.add_node(2, x=24.901, y=60.20)
+    origins = gpd.GeoDataFrame(geometry=gpd.points_from_xy([24.90, 24.901], [60.20, 60.20]), crs="EPSG:4326")
+    entity = gpd.GeoDataFrame(geometry=gpd.points_from_xy([24.9002], [60.20]), crs="EPSG:4326")
+    with pytest.warns(UserWarning, match="1 of 2 origins cannot reach"):
+        out = access.nearest(origins, entity, graph)
+    assert out["distance_m"].iloc[0] == 0.0 and np.isnan(out["distance_m"].iloc[1])
+    assert prepared.prepare(graph, "walk", None).minutes.nnz == 0
+
+
 def test_parallel_edges_keep_the_fastest_then_the_first():
     nx = pytest.importorskip("networkx")
     graph = nx.MultiDiGraph(crs="EPSG:4326")
