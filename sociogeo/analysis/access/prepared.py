@@ -42,8 +42,7 @@ class Streets:
     head: np.ndarray  # ... and of its second node
     length: np.ndarray  # ... and its length in metres
     directed: bool
-    networks: dict = field(default_factory=dict)  # (undirected, speeds) -> Network
-    extras: dict = field(default_factory=dict)  # other derived data, e.g. isochrone cells
+    extras: dict = field(default_factory=dict)  # derived data: k-d tree, STRtree, isochrone cells
 
     @property
     def kdtree(self):
@@ -150,9 +149,12 @@ class Network:
 # -- the cache --------------------------------------------------------------------------------------
 @dataclass
 class _Entry:
-    ref: weakref.ref
+    ref: weakref.ref | None
     signature: tuple
     streets: Streets
+    # (undirected, speeds) -> Network; kept here, not in Streets, so that nothing refers back to
+    # the entry and a dropped graph's arrays are freed at once rather than by the cycle collector
+    networks: dict = field(default_factory=dict)
 
 
 _CACHE: dict[int, _Entry] = {}
@@ -194,17 +196,17 @@ def prepare(graph, mode: str, speed_kmh) -> Network:
         raise OSMDataError("the street network has no nodes; build it for the area with street_network(...)")
     if graph.graph.get("crs") is None:
         raise OSMDataError("the graph has no 'crs' attribute; set graph.graph['crs'] (osmnx graphs have one)")
-    streets = _cached_streets(graph)
+    entry = _cached_entry(graph)
     # walking ignores one-way streets; drive without a set speed reads each edge's tags; otherwise
     # one flat speed: bike at 20 km/h and drive at 20 km/h are the same network
     speeds = "tags" if mode == "drive" and speed_kmh is None else _flat_speed(mode, speed_kmh)
-    key = (mode == "walk" or not streets.directed, speeds)
+    key = (mode == "walk" or not entry.streets.directed, speeds)
     with _LOCK:
-        net = streets.networks.get(key)
+        net = entry.networks.get(key)
     if net is None:
-        net = _network(graph, streets, mode, speed_kmh)
+        net = _network(graph, entry.streets, mode, speed_kmh)
         with _LOCK:
-            net = streets.networks.setdefault(key, net)
+            net = entry.networks.setdefault(key, net)
     return net
 
 
@@ -212,12 +214,12 @@ def _flat_speed(mode: str, speed_kmh) -> float:
     return float(speed_kmh) if speed_kmh is not None else DEFAULT_SPEEDS_KMH[mode]
 
 
-def _cached_streets(graph) -> Streets:
+def _cached_entry(graph) -> _Entry:
     key = id(graph)
     with _LOCK:
         entry = _CACHE.get(key)
     if entry is not None and entry.ref() is graph and entry.signature == _signature(graph):
-        return entry.streets
+        return entry
     streets = _streets(graph)
     # the signature of what was just read, without counting the edges again
     loops = int((streets.tail == streets.head).sum())
@@ -226,10 +228,11 @@ def _cached_streets(graph) -> Streets:
     try:
         ref = weakref.ref(graph, lambda r, k=key: _forget(k, r))
     except TypeError:  # a graph class without weak references: prepared anew on every call
-        return streets
+        return _Entry(None, signature, streets)
+    entry = _Entry(ref, signature, streets)
     with _LOCK:
-        _CACHE[key] = _Entry(ref, signature, streets)
-    return streets
+        _CACHE[key] = entry
+    return entry
 
 
 # -- reading the graph ------------------------------------------------------------------------------
