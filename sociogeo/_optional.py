@@ -23,6 +23,10 @@ _EXTRAS = {
     "accelerate": ("accelerate", "train"),
     "datasets": ("datasets", "train"),
     "scipy": ("scipy", "train"),
+    # accessibility searches need only the osm extra, which brings scipy
+    "scipy.sparse": ("scipy", "osm"),
+    "scipy.sparse.csgraph": ("scipy", "osm"),
+    "scipy.spatial": ("scipy", "osm"),
     "yaml": ("pyyaml", "train"),
     "torch.utils.tensorboard": ("tensorboard", "train"),
 }

@@ -115,18 +115,29 @@ def decode_tile(data: bytes, tile_size: int = 256) -> Tile:
             if img.size != (tile_size, tile_size):
                 raise ValueError(f"tile is {img.size[0]} x {img.size[1]} px, expected {tile_size} x {tile_size}")
             transparent = img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info
+            shape = (tile_size, tile_size)
             if transparent:
-                rgba = np.asarray(img.convert("RGBA"))
-                valid = rgba[..., 3] > 0
-                rgb = np.where(valid[..., None], rgba[..., :3], NODATA).astype(np.uint8)
+                rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+                # Pillow packs the RGB and alpha bytes apart in C; numpy then touches only the
+                # (usually few) pixels to blank, instead of copying every pixel out of a strided view
+                rgb = _pixels(rgba.tobytes("raw", "RGB"), (*shape, 3))
+                valid = np.frombuffer(rgba.tobytes("raw", "A"), dtype=np.uint8).reshape(shape) > 0
+                clear = np.flatnonzero(~valid)
+                if len(clear):
+                    rgb.reshape(-1, 3)[clear] = NODATA
             else:
-                rgb = np.array(img.convert("RGB"), dtype=np.uint8)
-                valid = np.ones((tile_size, tile_size), dtype=bool)
+                rgb = _pixels((img if img.mode == "RGB" else img.convert("RGB")).tobytes(), (*shape, 3))
+                valid = np.ones(shape, dtype=bool)
     except ValueError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError... for truncated or foreign bytes
         raise ValueError(f"not a complete image ({exc})") from exc
     return Tile(rgb, valid)
+
+
+def _pixels(data: bytes, shape: tuple) -> np.ndarray:
+    """A writable uint8 array of ``shape`` over a copy of ``data`` (one memcpy)."""
+    return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(shape)
 
 
 def make_session(*, user_agent: str | None = None, max_workers: int | None = None):

@@ -332,6 +332,93 @@ def test_decode_handles_rgba_palette_greyscale_and_jpeg():
     assert jpeg.rgb.shape == (256, 256, 3) and jpeg.valid.all()
 
 
+def _previous_decode(data: bytes, tile_size: int = 256):
+    """decode_tile as it was before it stopped copying RGB out of a strided RGBA view: the reference."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        assert img.size == (tile_size, tile_size)
+        if img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info:
+            rgba = np.asarray(img.convert("RGBA"))
+            valid = rgba[..., 3] > 0
+            rgb = np.where(valid[..., None], rgba[..., :3], 0).astype(np.uint8)
+        else:
+            rgb = np.array(img.convert("RGB"), dtype=np.uint8)
+            valid = np.ones((tile_size, tile_size), dtype=bool)
+    return rgb, valid
+
+
+def _assert_decodes_as_before(data: bytes) -> None:
+    tile = decode_tile(data)
+    rgb, valid = _previous_decode(data)
+    assert tile.rgb.dtype == np.uint8 and tile.rgb.shape == (256, 256, 3) and tile.valid.dtype == bool
+    assert tile.rgb.flags.c_contiguous and tile.rgb.flags.writeable
+    np.testing.assert_array_equal(tile.rgb, rgb)
+    np.testing.assert_array_equal(tile.valid, valid)
+
+
+def test_decode_equals_the_previous_decoder_on_served_tiles(tile_server):
+    """Real tiles: the Landsat fixture and its map layer, including tiles cut by the raster's edge."""
+    inside = Area.from_bbox((-122.4105, 37.7825, -122.3965, 37.7925), zoom=15).grid.tiles()
+    edge = Area.from_bbox((-122.445, 37.76, -122.425, 37.775), zoom=15).grid.tiles()
+    seen = {"partly transparent": 0, "opaque": 0}
+    for layer in ("sat", "map"):
+        for tile in [*inside, *edge]:
+            png = tile_server.render(layer, *tile)
+            if png is None:
+                continue
+            _assert_decodes_as_before(png)
+            valid = decode_tile(png).valid
+            seen["opaque" if valid.all() else "partly transparent"] += 1
+    assert seen["partly transparent"] >= 2 and seen["opaque"] >= 2
+
+
+def _edge_case_pngs():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    colours = rng.integers(1, 256, (256, 256, 3), dtype=np.uint8)  # never 0: blanking shows
+    alpha = rng.choice(np.array([0, 1, 128, 255], dtype=np.uint8), (256, 256))
+    images = {
+        "RGBA, alpha 0/1/128/255 under colour": Image.fromarray(np.dstack([colours, alpha]), "RGBA"),
+        "RGBA, fully transparent": Image.fromarray(np.dstack([colours, np.zeros_like(alpha)]), "RGBA"),
+        "RGBA, opaque": Image.fromarray(np.dstack([colours, np.full_like(alpha, 255)]), "RGBA"),
+        "LA": Image.fromarray(np.dstack([colours[..., 0], alpha]), "LA"),
+        "RGB": Image.fromarray(colours, "RGB"),
+        "L": Image.fromarray(colours[..., 1], "L"),
+    }
+    out = {name: _save(img) for name, img in images.items()}
+    index = rng.integers(0, 4, (256, 256), dtype=np.uint8)
+    palette = Image.fromarray(index, "P")
+    palette.putpalette([10, 20, 30, 200, 10, 10, 10, 200, 10, 250, 250, 250])
+    out["P, index 0 transparent"] = _save(palette, transparency=0)
+    out["P, alpha per index"] = _save(palette, transparency=bytes([0, 90, 255, 0]))
+    out["L, grey 7 transparent"] = _save(Image.fromarray(index * 7, "L"), transparency=7)
+    out["RGB, colour key"] = _save(Image.fromarray(np.dstack([index * 50] * 3), "RGB"), transparency=(50, 50, 50))
+    out["JPEG"] = _save(Image.fromarray(colours, "RGB"), format="JPEG", quality=90)
+    out["WebP RGBA"] = _save(Image.fromarray(np.dstack([colours, alpha]), "RGBA"), format="WEBP", lossless=True)
+    return out
+
+
+def _save(img, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, **({"format": "PNG"} | options))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", list(_edge_case_pngs()))
+def test_decode_equals_the_previous_decoder_on_edge_cases(name):
+    data = _edge_case_pngs()[name]
+    _assert_decodes_as_before(data)
+    tile = decode_tile(data)
+    if name.startswith("RGBA, alpha"):
+        assert 0 < tile.valid.mean() < 1 and (tile.rgb[~tile.valid] == 0).all()
+        assert (tile.rgb[tile.valid] > 0).all()  # alpha 1 and 128 keep their colour
+    if name == "RGBA, fully transparent":
+        assert not tile.valid.any() and not tile.rgb.any()
+
+
 def test_decode_rejects_truncated_foreign_and_wrong_size_tiles():
     with pytest.raises(ValueError, match="not a complete image"):
         decode_tile(_png("RGB")[:500])
@@ -382,6 +469,22 @@ def test_server_warps_rasters_in_any_crs(fixture_raster, tmp_path, fast_retries,
     original, _ = warp_to_grid(fixture_raster, grid)
     corr = np.corrcoef(mosaic.image[both].ravel().astype(float), original[both].ravel().astype(float))[0, 1]
     assert corr > 0.9
+
+
+def test_tile_server_sends_without_delay(tile_server, sf_area):
+    """Keep-alive sockets have TCP_NODELAY: no ~40 ms Nagle/delayed-ACK stall per response."""
+    import socket
+
+    import requests
+
+    with requests.Session() as session:
+        z, x, y = next(iter(sf_area.grid.tiles()))
+        assert session.get(f"{tile_server.url}/sat/{z}/{x}/{y}.png", timeout=10).status_code == 200
+        with tile_server._lock:
+            open_sockets = list(tile_server._connections)
+        assert open_sockets  # the session's connection, kept alive
+        for sock in open_sockets:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_tile_server_answers_png_tiles_and_404s(tile_server, sf_area):

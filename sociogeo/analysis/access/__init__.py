@@ -23,6 +23,9 @@ Definitions (all distances in metres, all times in minutes):
   entities belongs to the one whose boundary is closest to it.
 - **Search.** One multi-source Dijkstra from all access nodes at once, carrying the entity each
   node was reached from, gives every node its travel time, network distance and nearest entity.
+  Ties in time go to the shorter distance, then to the entity that comes first. (It runs on
+  ``scipy.sparse.csgraph``; the graph is prepared once per graph object and mode and reused by
+  every later call: see :func:`clear_cache` for graphs whose edge attributes change in place.)
 - **Snapping.** Points snap to the nearest node at street level: nodes whose every edge runs
   through a tunnel (``tunnel`` tag other than ``no``/``building_passage`` on any part of the
   edge, e.g. Helsinki's underground service tunnels and metro corridors) are routed through
@@ -55,8 +58,9 @@ from .network import (
 )
 from .origins import buildings, hex_grid
 from .plots import access_layer, plot_access
+from .prepared import clear_cache
 from .search import entity_nodes, nearest
 
 __all__ = ["DEFAULT_MAX_SNAP_M", "DEFAULT_PAD_M", "DEFAULT_SPEEDS_KMH", "HIGHWAY_SPEEDS_KMH", "MODES",
-           "RESULT_COLUMNS", "access_layer", "buildings", "coverage", "entity_nodes", "hex_grid", "isochrones",
-           "nearest", "plot_access", "street_network"]
+           "RESULT_COLUMNS", "access_layer", "buildings", "clear_cache", "coverage", "entity_nodes", "hex_grid",
+           "isochrones", "nearest", "plot_access", "street_network"]

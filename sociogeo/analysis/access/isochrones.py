@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import ConfigError
-from .network import DEFAULT_MAX_SNAP_M, prepare
-from .search import access_nodes, dijkstra, entity_frame
+from .network import DEFAULT_MAX_SNAP_M
+from .prepared import prepare
+from .search import access_nodes, entity_frame, travel_times
 
 
 # -- isochrones -------------------------------------------------------------------------------
@@ -37,31 +39,81 @@ def isochrones(
     empty when nothing is reachable), ascending, in the entities' CRS.
     """
     import geopandas as gpd
-    import shapely
 
     thresholds = check_thresholds(minutes, "minutes")
     net = prepare(graph, mode, speed_kmh)
     entities, ent_metric, ent_ok = entity_frame(entities, net)
     sources, _ = access_nodes(ent_metric, ent_ok, net, boundary_step_m, max_snap_m)
-    times, _, _ = dijkstra(net.adjacency, sources, cutoff=max(thresholds))
+    times = travel_times(net, sources, cutoff=max(thresholds))
 
-    # one site per distinct position; its time is the best of the nodes there
-    sites, inverse = np.unique(net.xy, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    site_time = np.full(len(sites), np.inf)
-    np.minimum.at(site_time, inverse, times)
-    points = shapely.points(sites)
-    extent = shapely.convex_hull(shapely.multipoints(points)).buffer(float(buffer_m))
-    # clipping each cell once (not each region) keeps the regions of all thresholds nested
-    cells = shapely.intersection(_voronoi_cells(points, extent), extent)
-
-    polygons = []
-    for t in thresholds:
-        inside = site_time <= t
-        polygons.append(shapely.union_all(cells[inside]) if inside.any() else shapely.Polygon())
+    cells = _cells(net.streets, float(buffer_m))
+    # a site's time is the best of the nodes at its position
+    site_time = np.full(len(cells.pieces), np.inf)
+    np.minimum.at(site_time, cells.inverse, times)
+    polygons = [cells.union(site_time <= t) for t in thresholds]
     out = gpd.GeoDataFrame({"minutes": thresholds}, geometry=gpd.GeoSeries(polygons, crs=net.crs))
     out = out.to_crs(entities.crs)
     out.attrs.update({"mode": mode, "speed_kmh": speed_kmh, "metric_crs": net.crs.to_string()})
+    return out
+
+
+@dataclass
+class _Cells:
+    """The Voronoi cells of a network's distinct node positions, clipped to its extent.
+
+    Cells strictly inside the extent are kept as GEOS made them, so neighbours share their
+    edges exactly and form a coverage; only the cells crossing the extent's boundary are
+    clipped. Clipping each cell once (not each region) keeps the regions of all thresholds nested.
+    """
+
+    inverse: np.ndarray  # node position -> site (distinct position)
+    pieces: np.ndarray  # per site, its cell (clipped where it crosses the extent)
+    inner: np.ndarray  # per site, whether its cell lies strictly inside the extent
+
+    def union(self, mask: np.ndarray):
+        """The union of the cells of the sites in ``mask`` (an empty Polygon when none)."""
+        import shapely
+
+        inner, outer = mask & self.inner, mask & ~self.inner
+        parts = list(self.pieces[outer])
+        if inner.any():
+            merged = shapely.coverage_union_all(self.pieces[inner])
+            if not shapely.is_valid(merged):
+                # pinched where four or more cells meet at one point and only opposite ones are
+                # in (sites on an exact lattice): the overlay union splits it into valid parts
+                merged = shapely.union_all(self.pieces[inner])
+            parts.insert(0, merged)
+        if not parts:
+            return shapely.Polygon()
+        return parts[0] if len(parts) == 1 else shapely.union_all(parts)
+
+
+def _cells(streets, buffer_m: float) -> _Cells:
+    """The cells of a prepared graph for ``buffer_m`` (cached with the graph: the diagram of a city
+    takes a second or more, and does not depend on the entities or the times).
+    """
+    key = ("isochrone cells", buffer_m)
+    cached = streets.extras.get(key)
+    if cached is not None:
+        return cached
+    import shapely
+
+    sites, inverse = np.unique(streets.xy, axis=0, return_inverse=True)
+    points = shapely.points(sites)
+    extent = shapely.convex_hull(shapely.multipoints(points)).buffer(buffer_m)
+    cells = _voronoi_cells(points, extent)
+    # the extent is convex: a cell whose bounding box has its four corners strictly inside is inside
+    shapely.prepare(extent)
+    x0, y0, x1, y1 = shapely.bounds(cells).T
+    inner = np.ones(len(cells), dtype=bool)
+    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):
+        inner &= shapely.contains_xy(extent, x, y)
+    pieces = cells.copy()
+    pieces[~inner] = shapely.intersection(cells[~inner], extent)
+    out = _Cells(inverse.ravel(), pieces, inner)
+    for old in [k for k in streets.extras if isinstance(k, tuple) and k[0] == key[0]]:
+        del streets.extras[old]  # one extent at a time: the cells of a city take hundreds of MB
+    streets.extras[key] = out
     return out
 
 
@@ -71,6 +123,9 @@ def _voronoi_cells(points, extent) -> np.ndarray:
 
     if len(points) == 1:
         return np.array([extent], dtype=object)
+    if shapely.geos_version >= (3, 12, 0) and _has_ordered_voronoi():
+        diagram = shapely.voronoi_polygons(shapely.multipoints(points), extend_to=extent, ordered=True)
+        return np.asarray(shapely.get_parts(diagram), dtype=object)
     diagram = shapely.voronoi_polygons(shapely.multipoints(points), extend_to=extent)
     cells = np.asarray(shapely.get_parts(diagram), dtype=object)
     # match cells to points by containment rather than trusting the output order
@@ -80,6 +135,15 @@ def _voronoi_cells(points, extent) -> np.ndarray:
         if out[p] is None or shapely.contains_properly(cells[c], points[p]):
             out[p] = cells[c]
     return out
+
+
+def _has_ordered_voronoi() -> bool:
+    """Whether shapely's ``voronoi_polygons`` takes ``ordered=`` (shapely 2.1)."""
+    import inspect
+
+    import shapely
+
+    return "ordered" in inspect.signature(shapely.voronoi_polygons).parameters
 
 
 def check_thresholds(values, what: str) -> list[float]:

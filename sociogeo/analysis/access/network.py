@@ -1,18 +1,15 @@
-"""Street networks for accessibility: loading one for an area, input checks, and preparing a
-graph for searching (node positions in metres, travel times per edge for a mode).
+"""Street networks for accessibility: loading one for an area, input checks, and reading the
+edge tags that set speeds and mark tunnels. :mod:`.prepared` turns a graph into search arrays.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ..._optional import require
-from ...errors import ConfigError, InvalidAreaError, OSMDataError
+from ...errors import ConfigError, InvalidAreaError
 
 MODES = ("walk", "bike", "drive")
 DEFAULT_SPEEDS_KMH = {"walk": 4.8, "bike": 15.0, "drive": 30.0}
@@ -103,48 +100,14 @@ def street_network(area_or_bounds, *, mode: str = "walk", source=None, pad_m: fl
     return load_network(bounds, network_type=mode, source=source)
 
 
-# -- the network, prepared for searching -------------------------------------------------------
-@dataclass
-class Network:
-    """A graph ready for searching: node positions in metres and a (reversed) adjacency list."""
-
-    nodes: np.ndarray  # node ids, in order
-    xy: np.ndarray  # N x 2 node coordinates in ``crs`` (metres)
-    crs: Any  # the local UTM CRS
-    graph_crs: Any
-    adjacency: list  # adjacency[i] = [(j, minutes, metres), ...] edges walked *towards* i's entities
-    snap_speed_m_min: float
-    snappable: np.ndarray  # positions of the nodes points may snap to (street level)
-    tree: Any = None  # STRtree of the snappable nodes' points
-
-    def snap(self, points) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest snappable node position and distance (m) of each shapely point (in ``crs``)."""
-        import shapely
-
-        points = np.asarray(points, dtype=object)
-        pos = np.full(len(points), -1, dtype=np.int64)
-        dist = np.full(len(points), np.nan)
-        ok = ~(shapely.is_missing(points) | shapely.is_empty(points)) if len(points) else np.zeros(0, bool)
-        if ok.any():
-            (src, dst), d = self.tree.query_nearest(points[ok], return_distance=True, all_matches=False)
-            where = np.flatnonzero(ok)[src]
-            pos[where] = self.snappable[dst]
-            dist[where] = d
-        return pos, dist
-
-    def nodes_in(self, polygons) -> tuple[np.ndarray, np.ndarray]:
-        """(polygon index, node position) of the snappable nodes inside or on each polygon."""
-        poly_idx, tree_idx = self.tree.query(polygons, predicate="intersects")
-        return poly_idx, self.snappable[tree_idx]
-
-
-def _edge_speed_kmh(data: dict, mode: str, speed_kmh) -> float:
+# -- edge tags: speeds and tunnels -------------------------------------------------------------
+def edge_speed_kmh(data: dict, mode: str, speed_kmh) -> float:
     """The speed of one edge in km/h (see the module docstring for the order of sources)."""
     if speed_kmh is not None:
         return float(speed_kmh)
     if mode != "drive":
         return DEFAULT_SPEEDS_KMH[mode]
-    kph = _number(data.get("speed_kph"))
+    kph = number(data.get("speed_kph"))
     if kph is not None:
         return kph
     tagged = _maxspeed_kmh(data.get("maxspeed"))
@@ -156,7 +119,8 @@ def _edge_speed_kmh(data: dict, mode: str, speed_kmh) -> float:
     return max(known) if known else DEFAULT_SPEEDS_KMH["drive"]
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
+    """``float(value)`` when that is a finite positive number, else None."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -185,78 +149,12 @@ def _maxspeed_kmh(value) -> float | None:
 _NOT_TUNNEL = frozenset({"no", "building_passage", "false", "0"})
 
 
-def _in_tunnel(value) -> bool:
+def in_tunnel(value) -> bool:
     """Whether an edge's ``tunnel`` tag marks any part of it as underground (simplified edges
     carry a list, with NaN for the parts without the tag).
     """
     if isinstance(value, (list, tuple)):
-        return any(_in_tunnel(v) for v in value)
+        return any(in_tunnel(v) for v in value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
     return str(value).strip().lower() not in _NOT_TUNNEL
-
-
-def prepare(graph, mode: str, speed_kmh) -> Network:
-    """Validate ``graph`` and build the search structures for ``mode``."""
-    import geopandas as gpd
-    import shapely
-
-    nx = require("networkx", purpose="accessibility analysis")
-    check_mode(mode, speed_kmh)
-    if not isinstance(graph, nx.Graph):
-        raise ConfigError(f"graph must be a networkx graph (e.g. from street_network), got {type(graph).__name__}")
-    if graph.number_of_nodes() == 0:
-        raise OSMDataError("the street network has no nodes; build it for the area with street_network(...)")
-    graph_crs = graph.graph.get("crs")
-    if graph_crs is None:
-        raise OSMDataError("the graph has no 'crs' attribute; set graph.graph['crs'] (osmnx graphs have one)")
-    nodes = list(graph.nodes)
-    try:
-        xy = np.array([(float(graph.nodes[n]["x"]), float(graph.nodes[n]["y"])) for n in nodes])
-    except (KeyError, TypeError, ValueError):
-        raise OSMDataError("every graph node needs numeric 'x' and 'y' coordinates (osmnx graphs have them)") from None
-    lonlat = gpd.GeoSeries(shapely.points(xy), crs=graph_crs)
-    metric_crs = lonlat.to_crs("EPSG:4326").estimate_utm_crs()
-    metric = lonlat.to_crs(metric_crs)
-    index = {n: i for i, n in enumerate(nodes)}
-
-    undirected = mode == "walk" or not graph.is_directed()
-    best: dict[tuple[int, int], tuple[float, float]] = {}
-    missing = 0
-    surface = np.zeros(len(nodes), dtype=bool)  # nodes with an edge at street level
-    for u, v, data in graph.edges(data=True):
-        if not _in_tunnel(data.get("tunnel")):
-            surface[index[u]] = surface[index[v]] = True
-        length = _number(data.get("length"))
-        if length is None:
-            if data.get("length") in (0, 0.0):
-                length = 0.0
-            else:
-                missing += 1
-                continue
-        minutes = length / (_edge_speed_kmh(data, mode, speed_kmh) * 1000.0 / 60.0)
-        # the search runs from entities backwards, so edge u -> v is followed from v to u
-        pairs = ((v, u), (u, v)) if undirected else ((v, u),)
-        for a, b in pairs:
-            key = (index[a], index[b])
-            if key not in best or minutes < best[key][0]:
-                best[key] = (minutes, length)
-    if missing:
-        raise OSMDataError(
-            f"{missing} edges of the graph have no numeric 'length' (metres); add lengths, e.g. "
-            "osmnx.distance.add_edge_lengths(graph), or build the graph with street_network(...)"
-        )
-    adjacency: list[list] = [[] for _ in nodes]
-    for (a, b), (minutes, length) in best.items():
-        adjacency[a].append((b, minutes, length))
-    snap_kmh = float(speed_kmh) if speed_kmh is not None else DEFAULT_SPEEDS_KMH[mode]
-    # isolated nodes have no edges at all; they stay snappable like street-level ones
-    isolated = np.array([graph.degree(n) == 0 for n in nodes], dtype=bool)
-    snappable = np.flatnonzero(surface | isolated)
-    if len(snappable) == 0:  # a network made only of tunnels: snap to what there is
-        snappable = np.arange(len(nodes))
-    points = metric.to_numpy()
-    net = Network(np.array(nodes, dtype=object), shapely.get_coordinates(points), metric_crs,
-                   graph_crs, adjacency, snap_kmh * 1000.0 / 60.0, snappable)
-    net.tree = shapely.STRtree(points[snappable])
-    return net

@@ -2,46 +2,87 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 import warnings
 
 import numpy as np
 
+from ..._optional import require
 from ...errors import ConfigError
-from .network import DEFAULT_MAX_SNAP_M, Network, check_frame, prepare
+from .network import DEFAULT_MAX_SNAP_M, check_frame
+from .prepared import Network, prepare
 
 
-def dijkstra(adjacency, sources: dict[int, int], cutoff: float = math.inf):
-    """Multi-source Dijkstra carrying labels.
+def travel_times(net: Network, sources: dict[int, int], cutoff: float = math.inf) -> np.ndarray:
+    """Minutes from the nearest source to every node (inf when unreached or beyond ``cutoff``).
 
-    ``sources`` maps node position -> label. Returns per node (minutes, metres, label); nodes
-    not reached (or beyond ``cutoff`` minutes) have inf, NaN, -1. Ties in time are broken by
-    the shorter distance, then the lower label, so results do not depend on dict order.
+    ``sources`` maps node position -> label (only the positions matter here).
     """
-    n = len(adjacency)
-    best = [math.inf] * n
-    done = [False] * n
-    minutes = np.full(n, np.inf)
-    metres = np.full(n, np.nan)
-    labels = np.full(n, -1, dtype=np.int64)
-    heap = [(0.0, 0.0, label, node) for node, label in sources.items()]
-    heapq.heapify(heap)
-    while heap:
-        t, d, label, u = heapq.heappop(heap)
-        if done[u]:
-            continue
-        if t > cutoff:
-            break
-        done[u] = True
-        minutes[u], metres[u], labels[u] = t, d, label
-        for v, w, length in adjacency[u]:
-            if not done[v]:
-                nt = t + w
-                if nt <= best[v]:
-                    best[v] = nt
-                    heapq.heappush(heap, (nt, d + length, label, v))
+    csgraph = require("scipy.sparse.csgraph", purpose="accessibility analysis")
+    starts = np.fromiter(sources, dtype=np.int64, count=len(sources))
+    return csgraph.dijkstra(net.minutes, indices=starts, min_only=True, limit=cutoff)
+
+
+def search(net: Network, sources: dict[int, int]):
+    """Multi-source search carrying labels: per node (minutes, metres, label) of its nearest source.
+
+    ``sources`` maps node position -> label. Nodes not reached have inf, NaN, -1. Ties in time
+    are broken by the shorter distance, then the lower label, so results do not depend on the
+    order of ``sources``: as a Dijkstra on (minutes, metres, label) triples would give them.
+
+    Three passes: scipy's Dijkstra gives the minutes; a second Dijkstra on the edges that lie
+    on fastest routes (``minutes[u] + edge == minutes[v]``, exactly as the search adds them)
+    gives the metres of the shortest of the fastest routes; the label of the source it starts
+    from is then lowered to the lowest label that reaches the node over edges on such routes.
+    """
+    csgraph = require("scipy.sparse.csgraph", purpose="accessibility analysis")
+    sparse = require("scipy.sparse", purpose="accessibility analysis")
+    n = len(net.nodes)
+    starts = np.fromiter(sources, dtype=np.int64, count=len(sources))
+    own = np.full(n, -1, dtype=np.int64)
+    own[starts] = np.fromiter(sources.values(), dtype=np.int64, count=len(sources))
+    minutes = csgraph.dijkstra(net.minutes, indices=starts, min_only=True)
+
+    rows, cols, weights = net.rows, net.minutes.indices, net.minutes.data
+    reached = np.isfinite(minutes)
+    tight = reached[rows] & (minutes[rows] + weights == minutes[cols])
+    rows, cols, lengths = rows[tight], cols[tight], net.metres[tight]
+    fastest = sparse.csr_array((lengths, cols, _indptr(rows, n)), shape=(n, n))
+    metres, _, origin = csgraph.dijkstra(fastest, indices=starts, min_only=True, return_predecessors=True)
+
+    labels = np.where(origin >= 0, own[np.maximum(origin, 0)], -1)
+    shortest = metres[rows] + lengths == metres[cols]
+    labels = _lowest_labels(labels, rows[shortest], cols[shortest], n)
+    metres[~reached] = np.nan
     return minutes, metres, labels
+
+
+def _indptr(rows: np.ndarray, n: int) -> np.ndarray:
+    """CSR row pointers of entries sorted by row."""
+    indptr = np.zeros(n + 1, dtype=rows.dtype)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return indptr
+
+
+def _lowest_labels(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Labels lowered along the edges ``rows -> cols`` until no edge lowers one any more.
+
+    Every starting label is one that reaches its node; the fixed point is then, per node, the
+    lowest label of any node from which it can be reached over these edges. Usually few labels
+    change: ties are rare on real streets, and each round only looks at the nodes just lowered.
+    """
+    indptr = _indptr(rows, n)
+    frontier = np.unique(rows)
+    while len(frontier):
+        first, count = indptr[frontier], indptr[frontier + 1] - indptr[frontier]
+        edges = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        offered, target = labels[rows[edges]], cols[edges]
+        lower = offered < labels[target]
+        if not lower.any():
+            break
+        np.minimum.at(labels, target[lower], offered[lower])
+        frontier = np.unique(target[lower])
+    return labels
 
 
 # -- entities ---------------------------------------------------------------------------------
@@ -163,7 +204,7 @@ def nearest(
     net = prepare(graph, mode, speed_kmh)
     entities, ent_metric, ent_ok = entity_frame(entities, net)
     sources, _ = access_nodes(ent_metric, ent_ok, net, boundary_step_m, max_snap_m)
-    minutes, metres, labels = dijkstra(net.adjacency, sources)
+    minutes, metres, labels = search(net, sources)
 
     n = len(origins)
     geoms = origins.geometry.to_crs(net.crs).to_numpy() if n else np.array([], dtype=object)
@@ -212,17 +253,15 @@ def nearest(
         )
 
     out = origins.copy()
-    out["node"] = maybe_int([net.nodes[i] if s else None for i, s in zip(node, snapped)])
+    out["node"] = maybe_int(pick(net.nodes, node, snapped))
     out["snap_m"] = np.where(valid, snap, np.nan)
     out["distance_m"] = dist
     out["time_min"] = time
     reached = label >= 0
-    entity_index = entities.index
-    out["entity"] = maybe_int([entity_index[p] if r else None for p, r in zip(label, reached)])
+    out["entity"] = maybe_int(pick(entities.index.to_numpy(), label, reached))
     for column in ("name", "query"):
         if column in entities.columns:
-            src = entities[column].to_numpy()
-            out[f"entity_{column}"] = [src[p] if r else None for p, r in zip(label, reached)]
+            out[f"entity_{column}"] = list(pick(entities[column].to_numpy(), label, reached))
     out.attrs.update({
         "mode": mode,
         "speed_kmh": speed_kmh,
@@ -233,14 +272,26 @@ def nearest(
     return out
 
 
-def maybe_int(values: list):
-    """A nullable integer array when every present value is an integer, else objects."""
+def pick(values: np.ndarray, positions: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``values[positions]`` where ``present``, None elsewhere, as an object array."""
+    out = np.full(len(positions), None, dtype=object)
+    out[present] = values[positions[present]]
+    return out
+
+
+def maybe_int(values: np.ndarray):
+    """A nullable integer array when every present value is an integer (not a bool), else objects."""
     import pandas as pd
 
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
-        return pd.array(values, dtype="Int64")
-    return pd.array(values, dtype=object)
+    present = np.not_equal(values, None)
+    if present.any() and pd.api.types.infer_dtype(values[present], skipna=False) == "integer":
+        try:
+            numbers = np.zeros(len(values), dtype=np.int64)
+            numbers[present] = values[present].astype(np.int64)
+            return pd.arrays.IntegerArray(numbers, ~present)
+        except OverflowError:  # beyond int64: as pandas itself would refuse them
+            pass
+    return pd.array(list(values), dtype=object)
 
 
 # -- isochrones -------------------------------------------------------------------------------
