@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .. import defaults
 from .._progress import progress
+from ..errors import ConfigError
 from ..geo.area import Area
 from ..imagery.chips import iter_chips
 from ..imagery.pair import fetch_pair
@@ -21,7 +22,7 @@ from ..imagery.source import ImagerySource
 from .merge import RESULT_COLUMNS, ChipResult, empty_result, polygons, record
 from .store import ResumeStore
 
-MODEL_FIELDS = ("vlm", "sam", "device")
+MODEL_FIELDS = ("vlm", "sam", "device", "parse")
 
 
 @dataclass
@@ -93,14 +94,16 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         converts the prediction's coordinates.
     **settings
         Keyword forms of the imagery (``satellite``, ``map``, ``osm_source``, ``cache_dir``,
-        ``offline``) and of the models (``vlm``, ``sam``, ``device``).
+        ``offline``) and of the models (``vlm``, ``sam``, ``device``, and ``parse``: ``"strict"``,
+        the default, reads answers as the release does; ``"repair"`` with the tolerant parser).
 
     Returns
     -------
     GeoDataFrame
         EPSG:4326, columns ``query``, ``area_m2``, ``chip_id`` (the chips the entity was found in,
         comma-separated), ``reasoning`` (the model's think texts) and ``geometry``; ``.attrs``
-        records the models, zoom, imagery providers and attribution. No entity gives an empty
+        records the models, how answers were read (``parse``), zoom, imagery providers and
+        attribution. No entity gives an empty
         frame with the same columns and CRS.
     """
     queries = check_queries(query)
@@ -135,7 +138,12 @@ def prepare(area_or_pair, *, reasoner=None, imagery=None, zoom=None, max_area_km
 
         reasoner = SocioReasoner.from_pretrained(
             settings.get("vlm") or defaults.VLM, settings.get("sam") or defaults.SAM,
-            device=settings.get("device"), offline=source.offline,
+            device=settings.get("device"), offline=source.offline, parse=settings.get("parse") or "strict",
+        )
+    elif settings.get("parse") not in (None, getattr(reasoner, "parse", "strict")):
+        raise ConfigError(
+            f"parse={settings['parse']!r} differs from the given reasoner's parse={reasoner.parse!r}; "
+            "build the reasoner with SocioReasoner(..., parse=...) instead"
         )
     pair = target if _is_pair(target) else fetch_pair(target, imagery=source)
     return pair, reasoner
@@ -149,7 +157,7 @@ def run_chips(pair, queries: list[str], reasoner, run: ChipRun, *, resume_dir=No
         store = ResumeStore(resume_dir, {
             "grid": [grid.zoom, grid.col_off, grid.row_off, grid.width, grid.height],
             "chip_size": run.chip_size, "overlap": run.overlap,
-            "vlm": reasoner.vlm_name, "sam": reasoner.sam_name,
+            "vlm": reasoner.vlm_name, "sam": reasoner.sam_name, "parse": getattr(reasoner, "parse", "strict"),
         })
     results: dict[str, list[ChipResult]] = {q: [] for q in queries}
     chips = [c for c in iter_chips(pair, size=run.chip_size, overlap=run.overlap) if c.valid.any()]
@@ -210,6 +218,7 @@ def result_attrs(pair, reasoner, run: ChipRun, queries: list[str]) -> dict:
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
         "trained": bool(reasoner.trained),
+        "parse": getattr(reasoner, "parse", "strict"),
         "zoom": pair.grid.zoom,
         "chip_size": run.chip_size,
         "overlap": run.overlap,

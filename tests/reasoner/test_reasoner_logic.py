@@ -242,3 +242,17 @@ def test_resume_skips_finished_chips(tmp_path):
 
     with pytest.raises(ConfigError, match="different run"):
         segment(_pair(), "school", reasoner=r, resume_dir=tmp_path, chip_size=512)
+
+
+def test_results_say_how_answers_were_read(tmp_path):
+    r = SocioReasoner(ScriptedVLM(lambda req: "<think>nothing</think><answer>[]</answer>"), BoxSegmenter())
+    assert segment(_pair(), "hospital", reasoner=r).attrs["parse"] == "strict"
+    repair = SocioReasoner(ScriptedVLM(lambda req: "<think>nothing</think><answer>[]</answer>"), BoxSegmenter(),
+                           parse="repair")
+    assert segment(_pair(), "hospital", reasoner=repair, resume_dir=tmp_path).attrs["parse"] == "repair"
+    assert json.loads((tmp_path / "manifest.json").read_text())["parse"] == "repair"
+    with pytest.raises(ConfigError, match="different run"):  # a resume folder never mixes the two modes
+        segment(_pair(), "hospital", reasoner=r, resume_dir=tmp_path)
+    with pytest.raises(ConfigError, match="differs from the given reasoner"):
+        segment(_pair(), "hospital", reasoner=r, parse="repair")
+    assert "parse='repair'" in repr(repair) and "parse" not in repr(r)
