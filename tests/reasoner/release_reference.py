@@ -115,9 +115,13 @@ def build_sam2_model(seed: int = 0):
 
 def predictor(model):
     """The sam2 package's image predictor around ``model`` (threshold 0, no hole filling)."""
+    import warnings
+
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    return SAM2ImagePredictor(model)
+    with warnings.catch_warnings():  # the package scripts its transforms with torch.jit, which torch deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        return SAM2ImagePredictor(model)
 
 
 # ---------------------------------------------------------------------------------------------

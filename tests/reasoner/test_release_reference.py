@@ -72,7 +72,8 @@ def sociogeo_two_stages(segmenter, map_image, satellite, stage1: str, stage2: st
     prediction = SocioReasoner(vlm, segmenter, **reasoner_kw).predict(map_image, satellite, "the thing")
     map_2, satellite_2 = vlm.calls[1][0].images
     return {"stage1_mask": modelspace.resize_nearest(prediction.stage1_mask, prediction.image_size),
-            "stage2_map": map_2, "stage2_satellite": satellite_2, "mask": prediction.mask, "prediction": prediction}
+            "stage2_map": map_2, "stage2_satellite": satellite_2, "mask": prediction.mask, "prediction": prediction,
+            "stage2_text": vlm.calls[1][0].text}
 
 
 def assert_same(ours: dict, reference: dict, keys=("stage1_mask", "mask", "stage2_map", "stage2_satellite")):
@@ -194,6 +195,8 @@ def test_two_stages_equal_the_saved_reference(saved, saved_segmenter, case):
         rr.answer_text(stage1), [rr.resize_756(map_image), rr.resize_756(satellite)], release["stage1_mask"]
     )
     assert_same(ours, release)
+    # the stage-2 prompt quotes the stage-1 answer's own text, malformed or not
+    assert f"The found bbox(s) are: {rr.answer_text(stage1)}.Please add" in ours["stage2_text"]
 
 
 def test_the_cases_exercise_what_they_name(saved):
