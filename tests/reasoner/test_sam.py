@@ -456,6 +456,10 @@ def test_sam2_dtype_and_processor_checks(sam2_dir, images):
         Sam2Segmenter(model, preprocess="transformers")
     with pytest.raises(ConfigError, match="preprocess must be 'release'"):
         Sam2Segmenter(model, wrong, preprocess="sam2")
+    # results and resume folders tell the two preprocessings apart by the segmenter's name
+    assert Sam2Segmenter.from_pretrained(sam2_dir, device="cpu").name == f"sam2:{sam2_dir}"
+    other = Sam2Segmenter.from_pretrained(sam2_dir, device="cpu", preprocess="transformers")
+    assert other.name == f"sam2:{sam2_dir} [transformers preprocessing]"
 
 
 def test_load_sam_dispatches_to_both_backends(sam2_dir, sam1_path):

@@ -222,7 +222,9 @@ class Sam2Segmenter:
         except (OSError, HFValidationError) as exc:
             raise _not_found(name_or_path, exc) from exc
         model = model.to(resolve_device(device))
-        return cls(model, processor, name=f"sam2:{name_or_path}", preprocess=preprocess)
+        # the name tells runs apart (results and resume folders record it), so it names a non-default preprocessing
+        suffix = "" if preprocess == "release" else f" [{preprocess} preprocessing]"
+        return cls(model, processor, name=f"sam2:{name_or_path}{suffix}", preprocess=preprocess)
 
     def _model_size(self) -> int:
         size = self.model.config.prompt_encoder_config.image_size
