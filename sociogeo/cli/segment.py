@@ -41,6 +41,9 @@ def add(subparsers, parents) -> None:
                           help="greedy decoding: reproducible answers (default)")
     decoding.add_argument("--sample", dest="sample", action="store_true",
                           help="the authors' evaluation sampling (temperature 1.0, top_p 0.8, top_k 100)")
+    models.add_argument("--parse", choices=("strict", "repair"), default="strict",
+                        help="read answers as the release does (strict, default) or with sociogeo's tolerant "
+                             "parser (repair: malformed JSON repaired, boxes clipped; recorded per chip)")
     models.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS,
                         help=f"longest answer, in tokens (default {defaults.MAX_NEW_TOKENS})")
     imagery = p.add_argument_group("imagery")
@@ -101,7 +104,7 @@ def run(args) -> int:
     grid = area.grid
     say(args, f"{area}: {grid.width} x {grid.height} px")
     spec = ReasonerSpec(args.vlm or defaults.VLM, args.sam or defaults.SAM, device=args.device, dtype=args.dtype,
-                        offline=source.offline, generation=generation)
+                        offline=source.offline, generation=generation, parse=args.parse)
     reasoner = spec if engine.loads_models_itself else spec.load()
     result = segment(area, queries, reasoner=reasoner, imagery=source, out=out, engine=engine,
                      chip_size=args.chip_size, overlap=args.overlap, batch_size=args.batch_size,

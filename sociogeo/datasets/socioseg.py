@@ -9,6 +9,19 @@ mask, hierarchy level). Layouts (SocioSeg's layout):
 
 A sample that cannot be read is skipped with a warning naming it; it is never replaced by a blank
 image.
+
+Query levels (the paper's per-level columns: socio-name, socio-class, socio-function). The
+released dataset has no level column, so a sample's level is decided, in this order:
+
+1. ``levels=`` given to :func:`load_socioseg` (a mapping id -> level, or a function
+   (id, query) -> level): that value, for every sample (``level_source == "levels"``);
+2. the dataset's own level, when it has one: the column ``level_column`` (default ``"level"``) of a
+   hub or saved dataset, or that key of a raw sample's ``question.json``; ``"socio-name"``,
+   ``"Socio-class"`` and the like are accepted (``level_source == "dataset"``);
+3. otherwise a guess from the query text by :func:`sociogeo.osm.taxonomy.query_level`: one of the
+   10 socio-functions is a function, a class of sociogeo's POI taxonomy (or a synonym or plural)
+   is a class, anything else is a name (``level_source == "query"``). The guess can be wrong for
+   a named place whose name is also a class word; give the levels explicitly when they are known.
 """
 
 from __future__ import annotations
@@ -22,19 +35,23 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults
-from ..errors import BadSampleError, DatasetNotFoundError
+from ..errors import BadSampleError, ConfigError, DatasetNotFoundError
 from ..imagery.arrays import as_rgb
 
 HUB_ID = defaults.SOCIOSEG
 SPLITS = ("train", "val", "test")
 RAW_FILES = ("map.png", "sat.png", "mask.png", "question.json")
+LEVELS = ("name", "class", "function")
+#: The column (hub or saved dataset) or question.json key that may hold a sample's level.
+LEVEL_COLUMN = "level"
 
 
 @dataclass
 class Sample:
     """One SocioSeg sample: ``map_image`` and ``satellite_image`` are H x W x 3 uint8, ``mask``
     is H x W bool (any nonzero label pixel is foreground), ``level`` is "name", "class",
-    "function" or None when unknown.
+    "function" or None when unknown; ``level_source`` says where the level came from
+    (``"levels"``, ``"dataset"`` or ``"query"``, see the module docstring; None when not recorded).
     """
 
     id: str
@@ -43,6 +60,7 @@ class Sample:
     satellite_image: np.ndarray
     mask: np.ndarray
     level: str | None = None
+    level_source: str | None = None
 
     def __post_init__(self):
         if self.map_image.shape != self.satellite_image.shape:
@@ -72,14 +90,37 @@ def _mask(image) -> np.ndarray:
     return arr > 0
 
 
-def _level_for(sample_id: str, query: str, levels) -> str | None:
-    if levels is None:
-        from ..osm.taxonomy import query_level
+def normalise_level(value, where: str = "level") -> str | None:
+    """``"name"``, ``"class"`` or ``"function"`` from a level as datasets write it (``"Socio-name"``,
+    ``"socio_class"``, ...); None for an empty value. A :class:`~sociogeo.errors.ConfigError`
+    for anything else, naming ``where`` it came from.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    key = str(value).strip().lower().removeprefix("socio-").removeprefix("socio_").removeprefix("socio ")
+    if key not in LEVELS:
+        raise ConfigError(
+            f"{where} is {value!r}; a level must be name, class or function (socio-name, socio-class, "
+            "socio-function). Fix the data, pass levels= explicitly, or level_column=None to guess "
+            "levels from the queries."
+        )
+    return key
 
-        return query_level(query)
-    if callable(levels):
-        return levels(sample_id, query)
-    return levels.get(sample_id)
+
+def _level_for(sample_id: str, query: str, levels, given) -> tuple[str | None, str]:
+    """(level, where it came from) by the rules of the module docstring."""
+    if levels is not None:
+        value = levels(sample_id, query) if callable(levels) else levels.get(sample_id)
+        return normalise_level(value, f"levels[{sample_id!r}]"), "levels"
+    level = normalise_level(given, f"the level of sample {sample_id!r}")
+    if level is not None:
+        return level, "dataset"
+    from ..osm.taxonomy import query_level
+
+    try:
+        return query_level(query), "query"
+    except ConfigError as exc:  # an empty query: the sample is unusable, not the configuration
+        raise BadSampleError(f"skipping SocioSeg sample {sample_id!r}: {exc}") from exc
 
 
 class SocioSegDataset(Sequence[Sample]):
@@ -120,13 +161,16 @@ def load_socioseg(
     cache_dir=None,
     levels: Mapping[str, str] | Callable[[str, str], str | None] | None = None,
     limit: int | None = None,
+    level_column: str | None = LEVEL_COLUMN,
 ) -> SocioSegDataset:
     """SocioSeg samples from the hub (``"vvangfaye/SocioSeg"``), a raw folder tree, or a dataset
     saved with ``datasets.Dataset.save_to_disk``.
 
-    ``levels`` overrides the hierarchy level: a mapping id -> level or a function (id, query) ->
-    level; by default the level is inferred from the query (:func:`sociogeo.osm.taxonomy.query_level`).
-    Iterating skips unreadable samples with a warning; indexing one raises.
+    A sample's level comes from ``levels`` (a mapping id -> level or a function (id, query) ->
+    level) when given, else from the dataset's ``level_column`` when it holds one (None: ignore
+    it), else it is guessed from the query (:func:`sociogeo.osm.taxonomy.query_level`); each
+    sample's ``level_source`` records which. Iterating skips unreadable samples with a warning;
+    indexing one raises. A level value that is not name/class/function raises ConfigError.
     """
     if split not in SPLITS:
         raise DatasetNotFoundError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -137,11 +181,11 @@ def load_socioseg(
             or (path / "state.json").exists()
             or (path / split / "state.json").exists()
         ):
-            return _from_hf(_load_from_disk(path, split), f"{path}:{split}", levels, limit)
-        return _from_raw(path, split, levels, limit)
+            return _from_hf(_load_from_disk(path, split), f"{path}:{split}", levels, limit, level_column)
+        return _from_raw(path, split, levels, limit, level_column)
     if str(source).startswith((".", "/", "~")) or "\\" in str(source):
         raise DatasetNotFoundError(f"no dataset folder at {path}")
-    return _from_hf(_load_hub(str(source), split, cache_dir), f"{source}:{split}", levels, limit)
+    return _from_hf(_load_hub(str(source), split, cache_dir), f"{source}:{split}", levels, limit, level_column)
 
 
 def _load_hub(repo: str, split: str, cache_dir):
@@ -175,7 +219,7 @@ def _load_from_disk(path: Path, split: str):
     return ds
 
 
-def _from_hf(ds, name: str, levels, limit) -> SocioSegDataset:
+def _from_hf(ds, name: str, levels, limit, level_column=LEVEL_COLUMN) -> SocioSegDataset:
     missing = {"id", "problem", "map_image", "sat_image", "mask_label"} - set(ds.column_names)
     if missing:
         raise DatasetNotFoundError(f"{name} lacks the SocioSeg columns {sorted(missing)}; it has {ds.column_names}")
@@ -184,18 +228,18 @@ def _from_hf(ds, name: str, levels, limit) -> SocioSegDataset:
     def read(i: int) -> Sample:
         rec = ds[i]
         sid = str(rec.get("id", i))
+        query = str(rec["problem"])
+        lvl, source = _level_for(sid, query, levels, rec.get(level_column) if level_column else None)
         try:
-            query = str(rec["problem"])
-            lvl = rec.get("level") or _level_for(sid, query, levels)
             return Sample(sid, query, as_rgb(rec["map_image"], "map", gray=True),
-                          as_rgb(rec["sat_image"], "satellite", gray=True), _mask(rec["mask_label"]), lvl)
+                          as_rgb(rec["sat_image"], "satellite", gray=True), _mask(rec["mask_label"]), lvl, source)
         except Exception as exc:
             raise BadSampleError(f"skipping SocioSeg sample {sid!r} of {name}: {type(exc).__name__}: {exc}") from exc
 
     return SocioSegDataset(n, read, name)
 
 
-def _from_raw(root: Path, split: str, levels, limit) -> SocioSegDataset:
+def _from_raw(root: Path, split: str, levels, limit, level_column=LEVEL_COLUMN) -> SocioSegDataset:
     split_dir = root / split
     if not split_dir.is_dir():
         found = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
@@ -220,9 +264,14 @@ def _from_raw(root: Path, split: str, levels, limit) -> SocioSegDataset:
             if not isinstance(q, dict) or "problem" not in q:
                 raise ValueError('question.json has no "problem" key')
             query = str(q["problem"])
-            lvl = q.get("level") or _level_for(sid, query, levels)
+        except Exception as exc:
+            raise BadSampleError(
+                f"skipping SocioSeg sample {sid!r} in {split_dir}: {type(exc).__name__}: {exc}"
+            ) from exc
+        lvl, source = _level_for(sid, query, levels, q.get(level_column) if level_column else None)
+        try:
             return Sample(sid, query, as_rgb(d / "map.png", "map", gray=True),
-                          as_rgb(d / "sat.png", "satellite", gray=True), _mask(d / "mask.png"), lvl)
+                          as_rgb(d / "sat.png", "satellite", gray=True), _mask(d / "mask.png"), lvl, source)
         except Exception as exc:
             raise BadSampleError(
                 f"skipping SocioSeg sample {sid!r} in {split_dir}: {type(exc).__name__}: {exc}"

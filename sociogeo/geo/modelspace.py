@@ -3,7 +3,8 @@
 Qwen2.5-VL sees each image resized by ``smart_resize`` (sides multiples of 28, at most 768*768
 pixels at inference), so a 768 x 768 chip becomes 756 x 756. Every box and point the model reads
 or writes is in absolute pixels of that resized image; SAM runs on the same 756 x 756 satellite
-image, and the final mask goes back to the chip's size with nearest-neighbour resampling.
+image, and the final mask goes back to the chip's size with OpenCV-style nearest-neighbour
+sampling (:func:`resize_nearest`), as the released pipeline does.
 """
 
 from __future__ import annotations
@@ -68,6 +69,36 @@ def resize_image(image: np.ndarray, size: tuple[int, int], *, nearest: bool = Fa
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
     # np.array, not asarray: a view of PIL's buffer is read-only, which torch warns about
     return np.array(pil.resize((width, height), resample))
+
+
+def nearest_indices(src: int, dst: int) -> np.ndarray:
+    """Source index of each of ``dst`` samples when resizing ``src`` samples the way OpenCV's
+    ``INTER_NEAREST`` does: ``floor(x * (1 / (dst / src)))`` in double precision, capped at ``src - 1``.
+
+    This is not the centre-aligned nearest neighbour of PIL (``floor((x + 0.5) * src / dst)``):
+    from 756 to 768 pixels, 372 of the 768 indices differ. The double-precision reciprocal is
+    kept on purpose; it differs from an exact ``floor(x * src / dst)`` for some sizes.
+    """
+    if src < 1 or dst < 1:
+        raise ValueError(f"sizes must be positive, got {src} -> {dst}")
+    inverse = 1.0 / (dst / src)
+    return np.minimum(np.floor(np.arange(dst) * inverse).astype(np.intp), src - 1)
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An H x W (x C) array resized to ``size`` = (height, width) as OpenCV's ``INTER_NEAREST``
+    would (see :func:`nearest_indices`); any dtype, bool masks included. No OpenCV needed.
+
+    The released pipeline resizes its SAM masks this way: 756 -> 768 for the final mask, and
+    768 -> 756 again when it draws the stage-1 mask for stage 2.
+    """
+    array = np.asarray(array)
+    height, width = size
+    if array.shape[0] == height and array.shape[1] == width:
+        return array
+    rows = nearest_indices(array.shape[0], height)
+    cols = nearest_indices(array.shape[1], width)
+    return array[rows[:, None], cols[None, :]]
 
 
 def scale_xy(xy, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:

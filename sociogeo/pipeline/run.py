@@ -25,7 +25,7 @@ from .merge import RESULT_COLUMNS, empty_result, merge_entities
 from .plan import plan_chips
 from .store import ChipStore
 
-MODEL_FIELDS = ("vlm", "sam", "device")
+MODEL_FIELDS = ("vlm", "sam", "device", "parse")
 
 
 @dataclass
@@ -116,15 +116,17 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         converts the prediction's coordinates.
     **settings
         Keyword forms of the imagery (``satellite``, ``map``, ``osm_source``, ``cache_dir``,
-        ``offline``) and of the models (``vlm``, ``sam``, ``device``).
+        ``offline``) and of the models (``vlm``, ``sam``, ``device``, and ``parse``: ``"strict"``,
+        the default, reads answers as the release does; ``"repair"`` with the tolerant parser).
 
     Returns
     -------
     GeoDataFrame
         EPSG:4326, columns ``query``, ``area_m2``, ``chip_id`` (the chips the entity was found in,
         comma-separated), ``reasoning`` (the model's think texts) and ``geometry``; ``.attrs``
-        records the models, zoom, imagery providers and attribution, missing tiles and chips
-        that failed. No entity gives an empty frame with the same columns and CRS.
+        records the models, how answers were read (``parse``), zoom, imagery providers and
+        attribution, missing tiles and chips that failed. No entity gives an empty frame with the
+        same columns and CRS.
     """
     from .engine import Job, warn_failed
     from .results import check_result_path, write_result
@@ -136,6 +138,11 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     target, source = prepare(area_or_pair, imagery=imagery, zoom=zoom, max_area_km2=max_area_km2, **settings)
     if reasoner is None:
         reasoner = load_reasoner(settings, source, engine)
+    elif settings.get("parse") not in (None, getattr(reasoner, "parse", "strict")):
+        raise ConfigError(
+            f"parse={settings['parse']!r} differs from the given reasoner's parse={reasoner.parse!r}; "
+            "build the reasoner with SocioReasoner(..., parse=...) instead"
+        )
     grid = target.grid
     with ExitStack() as stack:
         store = open_store(stack, out, resume_dir, manifest(grid, run, reasoner, target, source))
@@ -196,7 +203,8 @@ def load_reasoner(settings: dict, source: ImagerySource, engine):
 
     vlm = settings.get("vlm") or defaults.VLM
     spec = ReasonerSpec(list(vlm) if isinstance(vlm, (list, tuple)) else str(vlm),
-                        str(settings.get("sam") or defaults.SAM), device=settings.get("device"), offline=source.offline)
+                        str(settings.get("sam") or defaults.SAM), device=settings.get("device"), offline=source.offline,
+                        parse=settings.get("parse") or "strict")
     # an engine that loads the models in its own workers gets the spec; otherwise load them here
     return spec if getattr(engine, "loads_models_itself", False) else spec.load()
 
@@ -211,6 +219,7 @@ def manifest(grid, run: ChipRun, reasoner, target, source) -> dict:
         "overlap": run.overlap,
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
+        "parse": getattr(reasoner, "parse", "strict"),
         "imagery": {k: imagery.get(k) for k in keys if imagery.get(k) is not None},
     }
 
@@ -259,6 +268,7 @@ def result_attrs(target, source, reasoner, run: ChipRun, queries: list[str], out
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
         "trained": bool(reasoner.trained),
+        "parse": getattr(reasoner, "parse", "strict"),
         "zoom": grid.zoom,
         "chip_size": run.chip_size,
         "overlap": run.overlap,

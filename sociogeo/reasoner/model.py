@@ -5,6 +5,10 @@ on the satellite image. The result is rendered onto both images (red mask, blue 
 the VLM reads the rendered images and answers each box again with points; SAM segments box +
 points. Everything the VLM sees and writes is in its 756-pixel space (for 768-pixel chips); the
 final mask comes back at the chip's size.
+
+Answers become SAM prompts as the released pipeline makes them (``parse="strict"``, the
+default) or through sociogeo's tolerant parser (``parse="repair"``); docs/fidelity.md lists
+what the default reproduces.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ class Prediction:
     """Everything one chip and query produced.
 
     Coordinates in ``stage1_boxes`` and ``stage2_items`` are model pixels (756 x 756 for a
-    768-pixel chip, ``model_size``); ``stage1_mask`` is in model pixels too; ``mask`` is the final
-    mask at the input image's size (``image_size``).
+    768-pixel chip, ``model_size``), as SAM received them; ``stage1_mask`` is in model pixels too;
+    ``mask`` is the final mask at the input image's size (``image_size``).
+
+    ``parse`` names the mode that read the answers (``"strict"`` or ``"repair"``).
+    ``discarded`` lists ``(stage, what)`` for everything in an answer that gave no SAM prompt,
+    with the reason; ``repairs`` lists ``(stage, what)`` for everything the repair mode changed
+    or guessed (always empty in strict mode, which changes nothing).
     """
 
     query: str
@@ -47,6 +56,8 @@ class Prediction:
     stage2_think: str = ""
     model_size: tuple[int, int] = (756, 756)
     image_size: tuple[int, int] = (768, 768)
+    parse: str = "strict"
+    repairs: list[tuple[int, Discarded]] = field(default_factory=list)  # (stage, what)
 
     @property
     def reasoning(self) -> str:
@@ -77,6 +88,7 @@ class ReasonerSpec:
     offline: bool | None = None
     generation: GenerationConfig | None = None
     trained: bool = True
+    parse: str = "strict"
     vlm_kwargs: dict | None = None
     sam_kwargs: dict | None = None
 
@@ -95,7 +107,8 @@ class ReasonerSpec:
         spec = dataclasses.replace(self, **changes) if changes else self
         return SocioReasoner.from_pretrained(
             spec.vlm, spec.sam, device=spec.device, dtype=spec.dtype, cache_dir=spec.cache_dir, offline=spec.offline,
-            generation=spec.generation, trained=spec.trained, vlm_kwargs=spec.vlm_kwargs, sam_kwargs=spec.sam_kwargs,
+            generation=spec.generation, trained=spec.trained, parse=spec.parse, vlm_kwargs=spec.vlm_kwargs,
+            sam_kwargs=spec.sam_kwargs,
         )
 
 
@@ -105,7 +118,9 @@ class SocioReasoner:
     Build it with :meth:`from_pretrained` (hub ids or local folders) or directly from backends
     (anything implementing :class:`~sociogeo.reasoner.vlm.VLMBackend` / :class:`~sociogeo.reasoner.sam.Segmenter`).
     ``generation`` defaults to greedy decoding; pass ``GenerationConfig.released()`` for the
-    authors' evaluation sampling.
+    authors' evaluation sampling. ``parse``: ``"strict"`` (default) reads answers as the release
+    does (malformed JSON gives no prompt, coordinates unclipped); ``"repair"`` uses the tolerant
+    parser and records its repairs in each :class:`Prediction`.
     """
 
     def __init__(
@@ -115,17 +130,19 @@ class SocioReasoner:
         *,
         generation: GenerationConfig | None = None,
         trained: bool = True,
+        parse: str = "strict",
     ):
         self.vlm = vlm
         self.sam = sam
         self.generation = generation or GenerationConfig.greedy()
         # False for the tiny random models of offline demos: every output is then labelled untrained
         self.trained = trained
+        self.parse = protocol.check_parse_mode(parse)
         # how to load the same models elsewhere (set by from_pretrained; Ray actors use it)
         self.spec: ReasonerSpec | None = None
 
     @classmethod
-    def from_pretrained(
+    def from_pretrained(  # noqa: PLR0913 (keyword-only settings of the public loader)
         cls,
         vlm: str | VLMBackend = defaults.VLM,
         sam: str | Segmenter = defaults.SAM,
@@ -136,6 +153,7 @@ class SocioReasoner:
         offline: bool | None = None,
         generation: GenerationConfig | None = None,
         trained: bool = True,
+        parse: str = "strict",
         vlm_kwargs: dict | None = None,
         sam_kwargs: dict | None = None,
     ) -> SocioReasoner:
@@ -144,7 +162,8 @@ class SocioReasoner:
 
         ``offline=True`` (or ``sociogeo.options.offline``) never touches the network; missing
         weights then raise :class:`~sociogeo.errors.ModelNotFoundError` saying how to provide them.
-        ``dtype`` applies to the VLM; ``vlm_kwargs``/``sam_kwargs`` go to the backends.
+        ``dtype`` applies to the VLM; ``vlm_kwargs``/``sam_kwargs`` go to the backends (e.g.
+        ``sam_kwargs={"preprocess": "transformers"}``). ``parse``: see :class:`SocioReasoner`.
         """
         from .hub import announce_downloads
 
@@ -158,13 +177,14 @@ class SocioReasoner:
             load_sam(sam, **common, **(sam_kwargs or {})),
             generation=generation,
             trained=trained,
+            parse=parse,
         )
         named = isinstance(vlm, (str, os.PathLike)) or (
             isinstance(vlm, (list, tuple)) and all(isinstance(v, str) for v in vlm))
         if named and isinstance(sam, (str, os.PathLike)):
             reasoner.spec = ReasonerSpec(
                 list(vlm) if isinstance(vlm, (list, tuple)) else str(vlm), str(sam), device=device, dtype=dtype,
-                cache_dir=cache_dir, offline=offline, generation=generation, trained=trained,
+                cache_dir=cache_dir, offline=offline, generation=generation, trained=trained, parse=parse,
                 vlm_kwargs=vlm_kwargs, sam_kwargs=sam_kwargs)
         return reasoner
 
@@ -213,13 +233,13 @@ class SocioReasoner:
         embeddings = self._embed_once(satellite_images, images)
 
         texts1 = self.vlm.generate([protocol.stage1_request(q, im) for q, im in zip(queries, images)], gen)
-        parsed1 = [protocol.parse(t, im, stage=1) for t, im in zip(texts1, images)]
+        parsed1 = [protocol.parse(t, im, stage=1, mode=self.parse) for t, im in zip(texts1, images)]
         masks1 = [protocol.segment(self.sam, e, p, im) for e, p, im in zip(embeddings, parsed1, images)]
 
-        requests2 = [protocol.stage2_request(q, t, mk, p.boxes, im)
+        requests2 = [protocol.stage2_request(q, t, mk, p.drawn_boxes, im)
                      for q, t, mk, p, im in zip(queries, texts1, masks1, parsed1, images)]
         texts2 = self.vlm.generate(requests2, gen)
-        parsed2 = [protocol.parse(t, im, stage=2) for t, im in zip(texts2, images)]
+        parsed2 = [protocol.parse(t, im, stage=2, mode=self.parse) for t, im in zip(texts2, images)]
         finals = [protocol.segment(self.sam, e, p, im) for e, p, im in zip(embeddings, parsed2, images)]
 
         return [
@@ -236,6 +256,9 @@ class SocioReasoner:
                 stage2_think=parsed2[i].think,
                 model_size=images[i].model_size,
                 image_size=images[i].image_size,
+                parse=self.parse,
+                repairs=[(1, f) for f in parsed1[i].flags] + [(2, f) for f in parsed2[i].flags]
+                if self.parse == "repair" else [],
             )
             for i in range(n)
         ]
@@ -251,4 +274,5 @@ class SocioReasoner:
 
     def __repr__(self) -> str:
         label = "" if self.trained else ", untrained"
-        return f"SocioReasoner(vlm={self.vlm_name!r}, sam={self.sam_name!r}{label})"
+        mode = "" if self.parse == "strict" else f", parse={self.parse!r}"
+        return f"SocioReasoner(vlm={self.vlm_name!r}, sam={self.sam_name!r}{mode}{label})"

@@ -1,5 +1,9 @@
 """Turn a SocioReasoner answer text into boxes and points, tolerating the model's glitches.
 
+This is sociogeo's *repair* mode (``parse="repair"``). By default answers are read strictly, as
+the released pipeline reads them (:mod:`sociogeo.reasoner.strict`); the repairs below change
+what SAM is given, so they are an explicit choice, and every one is recorded.
+
 The model answers ``<think>...</think><answer>[{"bbox_2d": [x1, y1, x2, y2], "points": [[x, y],
 ...]}, ...]</answer>`` in absolute pixels of the model's image (756 x 756 for a 768-pixel chip;
 see :mod:`sociogeo.geo.modelspace`). Sampled answers are not always valid JSON, so
@@ -50,8 +54,11 @@ _BARE_BOX_RE = re.compile(r"\[\s*(%s)\s*,\s*(%s)\s*,\s*(%s)\s*,\s*(%s)\s*\]" % (
 
 @dataclass(frozen=True)
 class Item:
-    """One answer item in model pixels: ``box`` = (x1, y1, x2, y2) with x1 < x2, y1 < y2, and
-    ``points`` = ((x, y), ...). :func:`parse_answer` always sets ``box``.
+    """One answer item in model pixels: ``box`` = (x1, y1, x2, y2) and ``points`` = ((x, y), ...).
+
+    Both parsers always set ``box``. :func:`parse_answer` (repair mode) guarantees x1 < x2 and
+    y1 < y2 inside the image; the strict parser keeps the box as written (it may be inverted or
+    reach past the image).
     """
 
     box: tuple[float, float, float, float] | None
@@ -73,7 +80,9 @@ class ParsedAnswer:
     """What :func:`parse_answer` understood.
 
     ``ok`` is true when an ``<answer>`` was found and its content could be read as a list of
-    items (an empty list included); ``items`` holds only valid items, at most ``MAX_ITEMS``.
+    items (an empty list included); ``items`` holds only valid items (at most ``MAX_ITEMS`` in
+    repair mode). ``drawn_boxes`` are the boxes the stage-2 render draws for this answer when it
+    is a stage-1 answer; ``mode`` is the parser that produced it, ``"strict"`` or ``"repair"``.
     """
 
     think: str
@@ -82,6 +91,8 @@ class ParsedAnswer:
     discarded: list[Discarded] = field(default_factory=list)
     ok: bool = False
     flags: list[Discarded] = field(default_factory=list)
+    drawn_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    mode: str = "repair"
 
     @property
     def boxes(self) -> list[tuple[float, float, float, float]]:
@@ -141,9 +152,11 @@ def parse_answer(text: str, *, image_size: tuple[int, int] = (756, 756), stage: 
     except Exception as exc:  # noqa: BLE001 - a last guard: a parser must never take the pipeline down
         notes.drop(f"unreadable answer ({type(exc).__name__})", answer)
         items, ok = [], False
-    return ParsedAnswer(
+    parsed = ParsedAnswer(
         think=think, answer_text=answer, items=items, discarded=notes.discarded, ok=ok, flags=notes.flags
     )
+    parsed.drawn_boxes = parsed.boxes  # repaired boxes are what gets drawn
+    return parsed
 
 
 def _check_size(image_size) -> tuple[float, float]:

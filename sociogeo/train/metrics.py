@@ -37,6 +37,7 @@ __all__ = [
     "InstanceCounts",
     "Scores",
     "format_table",
+    "format_rows",
     "LEVELS",
     "PAPER_TABLE1",
 ]
@@ -281,15 +282,20 @@ def format_table(scores: Scores, paper: bool = True, *, label: str = "sociogeo")
     per method. With ``paper=True`` the paper's SocioReasoner row (SocioSeg test set) comes first.
     Levels without samples show a dash.
     """
-    rows: list[tuple[str, list[float]]] = []
-    if paper:
-        rows.append(("SocioReasoner (paper)", [v for key, _ in _GROUPS for v in PAPER_TABLE1[key]]))
     ours = []
     for key, _ in _GROUPS:
         s = scores[key]
         ours += [100 * s.ciou, 100 * s.giou, 100 * s.f1]
-    rows.append((f"{label} (n={scores.total.n})", ours))
+    return format_rows([(f"{label} (n={scores.total.n})", ours)], paper=paper)
 
+
+def format_rows(rows: list[tuple[str, list[float]]], paper: bool = True) -> str:
+    """Rows of 12 numbers in % (cIoU, gIoU, F1 for All, name, class, function) in Table 1's layout,
+    after the paper's SocioReasoner row when ``paper`` is true; NaN shows as a dash.
+    """
+    rows = list(rows)
+    if paper:
+        rows.insert(0, ("SocioReasoner (paper)", [v for key, _ in _GROUPS for v in PAPER_TABLE1[key]]))
     name_width = max(len("Method"), *(len(name) for name, _ in rows))
     group_width = 3 * _CELL + 2
     header1 = " " * name_width + " | " + " | ".join(title.center(group_width) for _, title in _GROUPS)

@@ -252,13 +252,13 @@ def stage1(
 
 
 def _points_of(item: Any) -> list | None:
-    """The item's non-empty list of [x, y] number pairs, or None."""
+    """The item's ``points`` when it is a list (an empty list included: a group of 0 points), else None."""
     points = item.get("points") if isinstance(item, dict) else None
-    if not isinstance(points, list) or not points:
-        return None
-    if not all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in points):
-        return None
-    return points
+    return points if isinstance(points, list) else None
+
+
+def _all_xy(points: list) -> bool:
+    return all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in points)
 
 
 def _strictly_inside(points: list, box: list) -> bool:
@@ -267,8 +267,9 @@ def _strictly_inside(points: list, box: list) -> bool:
 
 
 def _stage2_format_items(items: Any, stage1_boxes: list | None) -> float:
-    """Fraction of items with a ``bbox_2d`` equal to the stage-1 box at the same index and
-    ``points`` all strictly inside it; 0 unless both lists exist and have the same length.
+    """Fraction of items with a ``bbox_2d`` equal to the stage-1 box at the same index and a
+    ``points`` list whose points all lie strictly inside it (an empty list qualifies: all of its
+    zero points do); 0 unless both lists exist and have the same length.
     """
     if not isinstance(items, list) or not items or stage1_boxes is None:
         return 0.0
@@ -279,13 +280,15 @@ def _stage2_format_items(items: Any, stage1_boxes: list | None) -> float:
         if not isinstance(item, dict) or not _is_box(item.get("bbox_2d")):
             continue
         points = _points_of(item)
-        if points is not None and item["bbox_2d"] == box and _strictly_inside(points, box):
+        if points is not None and _all_xy(points) and item["bbox_2d"] == box and _strictly_inside(points, box):
             good += 1
     return good / len(items)
 
 
 def _points_length(items: Any) -> float:
-    """Mean over items of exp(-(n - 2)^2 / 8), n points per item; items without points add 0."""
+    """Mean over items of exp(-(n - 2)^2 / 8), n = the length of the item's ``points`` list
+    (``[]`` is n = 0); items without a ``points`` list add 0.
+    """
     if not isinstance(items, list) or not items:
         return 0.0
     total = 0.0
@@ -324,13 +327,15 @@ def stage2(
     """Reward of one stage-2 completion (points added to the stage-1 boxes).
 
     - ``format``: the think/answer term (as in stage 1) plus the fraction of answer items that have
-      ``bbox_2d`` and a non-empty ``points`` list, whose ``bbox_2d`` equals the stage-1 box at the
-      same index and whose points all lie strictly inside that box (x1 < x < x2, y1 < y < y2). The
-      fraction counts only when the two lists have the same length. Range [0, 2].
+      ``bbox_2d`` and a ``points`` list of [x, y] numbers, whose ``bbox_2d`` equals the stage-1 box
+      at the same index and whose points all lie strictly inside that box (x1 < x < x2,
+      y1 < y < y2). ``"points": []`` qualifies, as in the release: all of its zero points are
+      inside. The fraction counts only when the two lists have the same length. Range [0, 2].
     - ``accuracy``: pixel IoU of ``pred_mask`` (the final SAM mask) and ``gt_mask``; 0 if their
       shapes differ or their union is empty.
-    - ``length``: sum over items of exp(-(n - 2)^2 / (2 * 2^2)) for n points (items without
-      points, or with an empty list, add 0), divided by the number of items; 0 without items.
+    - ``length``: sum over items of exp(-(n - 2)^2 / (2 * 2^2)) for a ``points`` list of n
+      entries (``[]`` is a group of n = 0 and adds exp(-0.5), as in the release; items without a
+      ``points`` list add 0), divided by the number of items; 0 without items.
 
     An answer with no items (or one that does not parse strictly) scores 0 in both item terms.
 

@@ -64,7 +64,9 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
     """Sample both stages for ``samples`` (:class:`~sociogeo.train.data.ModelSample`) and score them.
 
     ``generate_ids(requests, config)`` defaults to ``vlm.generate_ids`` (a vLLM engine can stand in).
-    Model inputs and SAM prompts come from :mod:`sociogeo.reasoner.protocol`, as at inference.
+    Model inputs and SAM prompts come from :mod:`sociogeo.reasoner.protocol`, as at inference, with
+    the release's strict reading: a completion that is not valid JSON gets no SAM prompt (and an
+    empty mask), exactly as the rewards, which also read strictly, score it.
     """
     from .policy import synchronize
 
@@ -89,7 +91,7 @@ def rollout(vlm, sam, samples, *, group_size: int, generation: GenerationConfig,
                                          R.stage1(text, truth_boxes=s.truth_boxes, variant=reward_variant)))
     with clock("render"):
         parents = _stage2_parents(out.stage1, len(samples), group_size, schedule)
-        reqs2 = [protocol.stage2_request(samples[owner[j]].query, texts1[j], masks1[j], parsed1[j].boxes,
+        reqs2 = [protocol.stage2_request(samples[owner[j]].query, texts1[j], masks1[j], parsed1[j].drawn_boxes,
                                          images[owner[j]]) for j in parents]
     with clock("generate_stage2"):
         ids2 = gen(reqs2, generation)

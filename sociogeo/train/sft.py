@@ -30,7 +30,8 @@ def targets(sample, *, stages: str = "both", points_per_box: int = 3, rng=None) 
     """(request, target answer text) pairs for one :class:`~sociogeo.train.data.ModelSample`.
 
     Requests come from :mod:`sociogeo.reasoner.protocol`, as at inference: the stage-2 request
-    is rendered as if stage 1 had answered the true boxes and SAM had returned the true mask.
+    is rendered as if stage 1 had answered the true boxes and SAM had returned the true mask
+    (which therefore takes the release's 756 -> 768 -> 756 nearest-neighbour round trip too).
     """
     rng = rng or np.random.default_rng(0)
     boxes = [list(map(int, b)) for b in sample.truth_boxes]

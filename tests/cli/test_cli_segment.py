@@ -115,6 +115,7 @@ def test_segment_with_tiny_models_writes_gpkg_sidecar_and_preview(tiny, tile_ser
     assert attrs["vlm"] == str(tiny.vlm) and attrs["sam"].startswith("sam2")
     assert attrs["zoom"] == 15 and attrs["chip_size"] == 256 and attrs["queries"] == ["park"]
     assert attrs["trained"] is True  # models given on the command line are taken as trained
+    assert attrs["parse"] == "strict"  # answers read as the release reads them unless --parse repair
     assert gdf.attrs["vlm"] == str(tiny.vlm)  # read_result restores the attrs
     # the preview is the satellite image on the area's grid (small areas are not downsampled)
     assert Image.open(out.parent / "parks.preview.png").size == (sf_area.grid.width, sf_area.grid.height)
@@ -130,7 +131,7 @@ def test_segment_writes_polygons_from_a_served_vlm(suffix, tiny, chat_server, ti
     from shapely.geometry import box
 
     out = tmp_path / f"parks{suffix}"
-    status = main(segment_args(tile_server, out, "--min-area-m2", "0", "--batch-size", "2",
+    status = main(segment_args(tile_server, out, "--min-area-m2", "0", "--batch-size", "2", "--parse", "repair",
                                "--cache-dir", str(tmp_path / "cache"), vlm=chat_server, sam=tiny.sam))
     assert status == 0
     gdf = read_result(out)
@@ -141,6 +142,7 @@ def test_segment_writes_polygons_from_a_served_vlm(suffix, tiny, chat_server, ti
     assert gdf["reasoning"].str.contains("found one").all()
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["n_entities"] == len(gdf) and meta["attrs"]["vlm"] == f"scripted @ {chat_server.removesuffix('/v1')}"
+    assert meta["attrs"]["parse"] == "repair"
     total = gdf["area_m2"].sum()
     printed = capsys.readouterr().out
     assert f"'park': {len(gdf)} entit" in printed

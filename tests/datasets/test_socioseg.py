@@ -88,3 +88,30 @@ def test_hub_offline_gives_a_clear_error():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "ERR" in out.stdout, out.stderr[-2000:]
     assert "hf download vvangfaye/SocioSeg" in out.stdout
+
+
+def test_level_comes_from_levels_then_the_dataset_then_the_query(tmp_path):
+    from sociogeo.errors import ConfigError
+
+    samples = _samples()  # queries "park" (a class), "Educational" (a function), "Kaisaniemi Park"
+    samples[2].level = "socio-class"  # the dataset says so, although the query reads as a name
+    write_raw(samples, tmp_path, "test")
+    got = list(load_socioseg(tmp_path, "test"))
+    assert [(s.level, s.level_source) for s in got] == [("class", "query"), ("function", "query"),
+                                                        ("class", "dataset")]
+    # the column can be ignored, or named differently
+    got = list(load_socioseg(tmp_path, "test", level_column=None))
+    assert [(s.level, s.level_source) for s in got][2] == ("name", "query")
+    assert list(load_socioseg(tmp_path, "test", level_column="tier"))[2].level_source == "query"
+    # explicit levels win over both
+    got = list(load_socioseg(tmp_path, "test", levels=lambda sid, q: "function" if sid == "s2" else "name"))
+    assert [(s.level, s.level_source) for s in got] == [("name", "levels"), ("name", "levels"),
+                                                        ("function", "levels")]
+    # the same rules for a saved datasets.Dataset, whose level column is read too
+    to_hf_dataset(samples).save_to_disk(str(tmp_path / "saved"))
+    assert [s.level_source for s in load_socioseg(tmp_path / "saved", "test")] == ["query", "query", "dataset"]
+    # a value that is no level is an error that says what to do, not a silent guess
+    meta = json.loads((tmp_path / "test" / "s0" / "question.json").read_text())
+    (tmp_path / "test" / "s0" / "question.json").write_text(json.dumps({**meta, "level": "district"}))
+    with pytest.raises(ConfigError, match="'district'; a level must be name, class or function"):
+        load_socioseg(tmp_path, "test")[0]

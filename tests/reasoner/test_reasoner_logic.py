@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from sociogeo.errors import ConfigError
 from sociogeo.geo import modelspace
 from sociogeo.geo.grid import PixelGrid
 from sociogeo.pipeline.run import RESULT_COLUMNS, segment
@@ -113,8 +114,32 @@ def test_malformed_answers_give_empty_masks_and_reasons():
     r = SocioReasoner(ScriptedVLM(lambda req: next(answers)), BoxSegmenter())
     img = np.zeros((768, 768, 3), np.uint8)
     pred = r.predict(img, img, "park")
-    assert not pred.mask.any() and pred.stage1_boxes == [] and pred.stage2_items == []
-    assert any(stage == 2 for stage, _ in pred.discarded)
+    assert pred.parse == "strict" and pred.repairs == []
+    # strict: a box without area is still a SAM prompt (as released), the item without one is not
+    assert not pred.mask.any() and pred.stage1_boxes == [] and [i.box for i in pred.stage2_items] == [(5, 5, 5, 9)]
+    assert [(stage, d.reason) for stage, d in pred.discarded] == [
+        (1, "no <answer>...</answer> in the response; no SAM prompt"), (2, "bbox_2d is not a list of 4 numbers")]
+
+
+def test_repair_mode_drops_and_records_what_it_changes():
+    answers = iter(['<think>a</think><answer>[{"bbox_2d": [300, 200, 100, 100]},]</answer>',
+                    '<think>b</think><answer>[{"bbox_2d": [5, 5, 5, 9]}, {"bbox_2d": [700, 700, 800, 800]}]</answer>'])
+    vlm = ScriptedVLM(lambda req: next(answers))
+    pred = SocioReasoner(vlm, BoxSegmenter(), parse="repair").predict(np.zeros((768, 768, 3), np.uint8),
+                                                                   np.zeros((768, 768, 3), np.uint8), "park")
+    assert pred.parse == "repair"
+    assert pred.stage1_boxes == [(100.0, 100.0, 300.0, 200.0)]  # corners reordered, trailing comma repaired
+    assert [i.box for i in pred.stage2_items] == [(700.0, 700.0, 756.0, 756.0)]  # clipped; no-area box dropped
+    assert {(s, d.reason) for s, d in pred.repairs} >= {(1, "box corners reordered"), (2, "box clipped to the image")}
+    assert (2, "box has no area inside the image") in {(s, d.reason) for s, d in pred.discarded}
+    # the same answers read strictly: the stage-1 answer is not JSON, so SAM gets nothing
+    answers = iter(['<think>a</think><answer>[{"bbox_2d": [300, 200, 100, 100]},]</answer>', "<answer>[]</answer>"])
+    strict = SocioReasoner(ScriptedVLM(lambda req: next(answers)), BoxSegmenter()).predict(
+        np.zeros((768, 768, 3), np.uint8), np.zeros((768, 768, 3), np.uint8), "park")
+    assert strict.stage1_boxes == [] and not strict.stage1_mask.any()
+    assert "answer is not valid JSON" in strict.discarded[0][1].reason
+    with pytest.raises(ConfigError, match="parse must be 'strict'"):
+        SocioReasoner(vlm, BoxSegmenter(), parse="tolerant")
 
 
 def test_shared_satellite_is_embedded_once_per_batch():
@@ -218,3 +243,17 @@ def test_resume_skips_finished_chips(tmp_path):
 
     with pytest.raises(ConfigError, match="different run"):
         segment(_pair(), "school", reasoner=r, resume_dir=tmp_path, chip_size=512)
+
+
+def test_results_say_how_answers_were_read(tmp_path):
+    r = SocioReasoner(ScriptedVLM(lambda req: "<think>nothing</think><answer>[]</answer>"), BoxSegmenter())
+    assert segment(_pair(), "hospital", reasoner=r).attrs["parse"] == "strict"
+    repair = SocioReasoner(ScriptedVLM(lambda req: "<think>nothing</think><answer>[]</answer>"), BoxSegmenter(),
+                           parse="repair")
+    assert segment(_pair(), "hospital", reasoner=repair, resume_dir=tmp_path).attrs["parse"] == "repair"
+    assert json.loads((tmp_path / "manifest.json").read_text())["parse"] == "repair"
+    with pytest.raises(ConfigError, match="different run"):  # a resume folder never mixes the two modes
+        segment(_pair(), "hospital", reasoner=r, resume_dir=tmp_path)
+    with pytest.raises(ConfigError, match="differs from the given reasoner"):
+        segment(_pair(), "hospital", reasoner=r, parse="repair")
+    assert "parse='repair'" in repr(repair) and "parse" not in repr(r)

@@ -86,16 +86,33 @@ def images():
 def load(backend: str, sam2_dir, sam1_path):
     if backend == "sam2":
         return Sam2Segmenter.from_pretrained(sam2_dir, device="cpu")
+    if backend == "sam2-transformers":
+        return Sam2Segmenter.from_pretrained(sam2_dir, device="cpu", preprocess="transformers")
     return Sam1Segmenter.from_checkpoint(sam1_path, device="cpu")
 
 
-@pytest.fixture(scope="module", params=["sam2", "sam1"])
+@pytest.fixture(scope="module", params=["sam2", "sam2-transformers", "sam1"])
 def segmenter(request, sam2_dir, sam1_path):
     return load(request.param, sam2_dir, sam1_path)
 
 
 def direct_multimask(segmenter, image: np.ndarray, prompt: Prompt):
-    """(3 x H x W bool masks, 3 scores) from the underlying model called the library's own way."""
+    """(3 x H x W bool masks, 3 scores) from the underlying model in one forward pass from pixels.
+
+    SAM 2 with the release's steps: the model's own forward on the sam2 package's input, prompt
+    and upsampling (release_reference.py checks those against the sam2 package itself); with
+    ``preprocess="transformers"``: the processor's own calls.
+    """
+    if isinstance(segmenter, Sam2Segmenter) and segmenter.preprocess == "release":
+        from sociogeo.reasoner.sam.sam2_hf import release_prompt_points
+
+        points, labels = release_prompt_points(prompt, image.shape[:2], segmenter.resolution)
+        with torch.no_grad():
+            out = segmenter.model(pixel_values=segmenter.pixel_values([image]), input_points=points[None],
+                                  input_labels=labels[None], multimask_output=True)
+            logits = torch.nn.functional.interpolate(out.pred_masks[0], size=image.shape[:2], mode="bilinear",
+                                                     align_corners=False)
+        return (logits[0] > 0).numpy(), out.iou_scores[0, 0].numpy()
     if isinstance(segmenter, Sam2Segmenter):
         inputs = {}
         if prompt.box is not None:
@@ -189,7 +206,7 @@ def test_predict_rejects_an_embedding_from_another_model(sam2_dir, sam1_path, im
 # --- best-mask selection -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sam2", "sam1"])
+@pytest.mark.parametrize("backend", ["sam2", "sam2-transformers", "sam1"])
 @pytest.mark.parametrize("favoured", [None, 0, 2])
 def test_keeps_the_best_scoring_of_three_masks(backend, favoured, sam2_dir, sam1_path, images):
     segmenter = load(backend, sam2_dir, sam1_path)
@@ -433,7 +450,16 @@ def test_sam2_dtype_and_processor_checks(sam2_dir, images):
         image_processor=transformers.Sam2ImageProcessor(size={"height": 512, "width": 512})
     )
     with pytest.raises(ConfigError, match="model expects 256"):
-        Sam2Segmenter(model, wrong)
+        Sam2Segmenter(model, wrong, preprocess="transformers")
+    assert Sam2Segmenter(model, wrong).resolution == 256  # the release's steps use the model's own size
+    with pytest.raises(ConfigError, match="needs the checkpoint's Sam2Processor"):
+        Sam2Segmenter(model, preprocess="transformers")
+    with pytest.raises(ConfigError, match="preprocess must be 'release'"):
+        Sam2Segmenter(model, wrong, preprocess="sam2")
+    # results and resume folders tell the two preprocessings apart by the segmenter's name
+    assert Sam2Segmenter.from_pretrained(sam2_dir, device="cpu").name == f"sam2:{sam2_dir}"
+    other = Sam2Segmenter.from_pretrained(sam2_dir, device="cpu", preprocess="transformers")
+    assert other.name == f"sam2:{sam2_dir} [transformers preprocessing]"
 
 
 def test_load_sam_dispatches_to_both_backends(sam2_dir, sam1_path):

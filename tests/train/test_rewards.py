@@ -364,9 +364,13 @@ def test_stage2_missing_points_and_length():
     result = s2([{"bbox_2d": BOX_A}, item(BOX_B, [[45, 50], [41, 41]])])
     assert result["format"] == 1.5
     assert result["length"] == pytest.approx(0.5)  # (0 + 1) / 2
+    # "points": [] is a group of 0 points, as in the release: valid in the format term (all of its
+    # zero points are inside) and exp(-(0 - 2)^2 / 8) in the length term
     result = s2([item(BOX_A, []), item(BOX_B, [[45, 50], [41, 41], [42, 42]])])
-    assert result["format"] == 1.5  # an empty list is not "having points"
-    assert result["length"] == pytest.approx(math.exp(-1 / 8) / 2)
+    assert result["format"] == 2.0
+    assert result["length"] == pytest.approx((math.exp(-0.5) + math.exp(-1 / 8)) / 2)
+    result = s2([{"bbox_2d": BOX_A, "points": None}, item(BOX_B, [[45, 50], [41, 41], [42, 42]])])
+    assert result["format"] == 1.5 and result["length"] == pytest.approx(math.exp(-1 / 8) / 2)
     five = [[11 + i, 15] for i in range(5)]
     assert s2([item(BOX_A, five), item(BOX_B, [[45, 50]])])["length"] == pytest.approx(
         (math.exp(-9 / 8) + math.exp(-1 / 8)) / 2
@@ -396,3 +400,138 @@ def test_truth_boxes_accept_numpy():
     text = boxes_answer(GT)
     assert stage1(text, truth_boxes=np.array(GT, dtype=np.int64)) == s1(text)
     assert stage1(answer([]), truth_boxes=np.zeros((0, 4)))["length"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------
+# random cases against an independent reading of the release's reward rules
+# ------------------------------------------------------------------------------------------
+
+_PATTERN = r"<think>.*?</think>\s*<answer>.*?</answer>"
+
+
+def _release_answer(text):
+    import re
+
+    match = re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    if match is None:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except ValueError:
+        return None
+
+
+def _release_stage1(text, truth):
+    """Stage-1 reward as the release computes it (from its description), written independently."""
+    import re
+
+    from scipy.optimize import linear_sum_assignment
+
+    think = 1.0 if re.fullmatch(_PATTERN, text, re.DOTALL) else 0.0
+    items = _release_answer(text)
+    fraction = 0.0
+    if isinstance(items, list) and items:
+        fraction = sum(isinstance(i, dict) and set(i) == {"bbox_2d"} and isinstance(i["bbox_2d"], list)
+                       and len(i["bbox_2d"]) == 4 for i in items) / len(items)
+    readable = isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("bbox_2d"), list)
+                                               and len(i["bbox_2d"]) == 4 for i in items)
+    accuracy = length = 0.0
+    if readable:
+        k, j = len(items), len(truth)
+        length = (1.0 if k == 0 else 0.0) if j == 0 else math.exp(-2 * abs(k - j) / j)
+        pred = [i["bbox_2d"] for i in items][:120]
+        gt = list(truth)[:120]
+        if pred and gt:
+            cost = np.zeros((len(pred), len(gt)))
+            for a, p in enumerate(pred):
+                for b, g in enumerate(gt):
+                    iw = max(0, min(p[2], g[2]) - max(p[0], g[0]) + 1)
+                    ih = max(0, min(p[3], g[3]) - max(p[1], g[1]) + 1)
+                    inter = iw * ih
+                    union = (p[2] - p[0] + 1) * (p[3] - p[1] + 1) + (g[2] - g[0] + 1) * (g[3] - g[1] + 1) - inter
+                    l1 = sum(abs(u - v) for u, v in zip(p, g)) / 4
+                    cost[a, b] = 2 - (inter / union > 0.5) - (l1 < 10)
+            rows, cols = linear_sum_assignment(cost)
+            accuracy = (len(rows) - cost[rows, cols].sum()) / max(len(pred), len(gt))
+    return {"format": think + fraction, "accuracy": accuracy, "length": length}
+
+
+def _release_stage2(text, stage1_text, pred, gt):
+    """Stage-2 reward as the release computes it (from its description), written independently."""
+    import re
+
+    think = 1.0 if re.fullmatch(_PATTERN, text, re.DOTALL) else 0.0
+    items = _release_answer(text)
+    first = json.loads(stage1_text)
+    fraction = 0.0
+    if isinstance(items, list) and items and len(items) == len(first):
+        good = 0
+        for i, f in zip(items, first):
+            if "bbox_2d" in i and "points" in i and i["bbox_2d"] == f["bbox_2d"]:
+                x1, y1, x2, y2 = i["bbox_2d"]
+                good += all(len(p) == 2 and x1 < p[0] < x2 and y1 < p[1] < y2 for p in i["points"])
+        fraction = good / len(items)
+    length = 0.0
+    if isinstance(items, list) and items:
+        length = sum(math.exp(-((len(i["points"]) - 2) ** 2) / 8) for i in items if "points" in i) / len(items)
+    union = np.logical_or(pred, gt).sum()
+    accuracy = 0.0 if union == 0 else np.logical_and(pred, gt).sum() / union
+    return {"format": think + fraction, "accuracy": accuracy, "length": length}
+
+
+def _random_box(rng, size=60):
+    x1, y1 = rng.integers(0, size - 10, 2)
+    return [int(x1), int(y1), int(x1 + rng.integers(2, 30)), int(y1 + rng.integers(2, 30))]
+
+
+def _jitter(rng, box):
+    x1, y1, x2, y2 = np.add(box, rng.integers(-6, 7, 4))
+    return [min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1]
+
+
+def _wrapped(rng, items):
+    body = json.dumps(items)
+    style = rng.integers(0, 6)
+    if style == 0:
+        return f"<answer>{body}</answer>"  # no think: only the item terms
+    if style == 1:
+        return f"<think>t</think><answer>{body[:-1]}</answer>"  # not JSON
+    newlines = "\n" * int(rng.integers(0, 2))
+    return f"<think>t{newlines}</think>\n<answer>{body}</answer>"
+
+
+def _random_case(rng):
+    truth = [_random_box(rng) for _ in range(rng.integers(0, 4))]
+    stage1_boxes = [_jitter(rng, b) if rng.random() < 0.7 else _random_box(rng) for b in truth]
+    stage1_boxes += [_random_box(rng) for _ in range(rng.integers(0, 2))]
+    stage1_boxes = [[int(v) for v in b] for b in stage1_boxes]
+    stage1_items = [{"bbox_2d": b} if rng.random() < 0.9 else {"bbox_2d": b, "score": 1} for b in stage1_boxes]
+    items = []
+    for b in stage1_boxes:
+        box = b if rng.random() < 0.85 else _random_box(rng)
+        item = {"bbox_2d": box}
+        kind = rng.random()
+        if kind < 0.7:  # points inside or around the box; 0 to 5 of them, [] included
+            item["points"] = [[int(rng.integers(box[0] - 3, box[2] + 4)), int(rng.integers(box[1] - 3, box[3] + 4))]
+                              for _ in range(rng.integers(0, 6))]
+        elif kind < 0.85:
+            item["points"] = []
+        items.append(item)
+    if rng.random() < 0.1 and items:
+        items.pop()  # a length mismatch leaves only the think term
+    pred = rng.random((60, 60)) < rng.random()
+    gt = rng.random((60, 60)) < rng.random()
+    return truth, _wrapped(rng, stage1_items), json.dumps(stage1_items), _wrapped(rng, items), pred, gt
+
+
+def test_rewards_equal_the_release_rules_on_random_cases():
+    rng = np.random.default_rng(2000)
+    empty_points = 0
+    for _ in range(2000):
+        truth, text1, stage1_json, text2, pred, gt = _random_case(rng)
+        ours1, ref1 = s1(text1, truth), _release_stage1(text1, truth)
+        assert {k: ours1[k] for k in ref1} == pytest.approx(ref1), (text1, truth)
+        ours2, ref2 = stage2(text2, stage1_json, pred, gt), _release_stage2(text2, stage1_json, pred, gt)
+        assert {k: ours2[k] for k in ref2} == pytest.approx(ref2), (text2, stage1_json)
+        empty_points += '"points": []' in text2
+    assert empty_points > 100  # the empty-points case is well represented

@@ -1,9 +1,24 @@
-"""SAM 2 through transformers (``Sam2Model`` + ``Sam2Processor``), the segmenter SocioReasoner uses.
+"""SAM 2 through transformers' ``Sam2Model``, the segmenter SocioReasoner uses.
 
 An image is embedded once (:meth:`Sam2Segmenter.embed`); each :meth:`Sam2Segmenter.predict` call
 then runs only the prompt encoder and mask decoder on the stored features. The released
 checkpoint ``facebook/sam2-hiera-large`` is published as a video model (config ``sam2_video``);
 its image parts load into the image model, which is all single images need.
+
+By default (``preprocess="release"``) every step around the model is the one of the ``sam2``
+package's ``SAM2ImagePredictor``, which the released pipeline runs, computed here with torch:
+
+- the uint8 image becomes float in [0, 1], is resized to the model's input (1024 px) with
+  bilinear interpolation (antialiased, corners not aligned: torchvision's ``Resize`` on a
+  tensor), then normalised with the ImageNet mean and standard deviation;
+- a prompt is its box corners (labels 2 and 3) followed by its points (label 1), scaled by
+  ``x / width * 1024`` in float32, plus SAM's padding point; one decoder call per prompt;
+- the three low-resolution masks are upsampled straight to the image's size (bilinear, corners
+  not aligned), thresholded at 0, and the one with the highest predicted IoU is kept.
+
+``preprocess="transformers"`` uses transformers' ``Sam2Processor`` instead (it resizes the uint8
+image before converting it, and upsamples masks in two steps), which moves image features by
+about 1 % and masks by hundreds of pixels; it exists for comparison.
 """
 
 from __future__ import annotations
@@ -24,6 +39,47 @@ from .base import ImageEmbedding, Prompt, check_images, prompt_groups
 
 DEFAULT_SAM2 = defaults.SAM
 
+#: The two ways to prepare images and prompts; see the module docstring.
+PREPROCESS_MODES = ("release", "transformers")
+
+#: ImageNet mean and standard deviation, which the sam2 package normalises with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def release_pixel_values(image: np.ndarray, resolution: int):
+    """One H x W x 3 uint8 image as the sam2 package prepares it: 1 x 3 x R x R float32.
+
+    Float in [0, 1] first, then a bilinear resize to ``resolution`` (antialiased, corners not
+    aligned), then ImageNet normalisation. Computed on the CPU, where the package computes it.
+    """
+    torch = require("torch", purpose="running SAM 2")
+    functional = torch.nn.functional
+    pixels = torch.from_numpy(np.ascontiguousarray(image).transpose(2, 0, 1)).contiguous().float().div(255)
+    pixels = functional.interpolate(pixels[None], size=(resolution, resolution), mode="bilinear",
+                                    align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(-1, 1, 1)
+    return pixels.sub_(mean).div_(std)
+
+
+def release_prompt_points(prompt: Prompt, size: tuple[int, int], resolution: int):
+    """A prompt as the sam2 package gives it to SAM: (1 x P x 2 float32 coordinates in the model's
+    input, 1 x P int labels). Box corners come first (labels 2, 3), then points (label 1).
+    """
+    torch = require("torch", purpose="running SAM 2")
+    height, width = size
+    coords, labels = [], []
+    if prompt.box is not None:
+        x1, y1, x2, y2 = prompt.box
+        coords += [[x1, y1], [x2, y2]]
+        labels += [2, 3]
+    coords += [[x, y] for x, y in prompt.points]
+    labels += [1] * len(prompt.points)
+    xy = torch.as_tensor(coords, dtype=torch.float32).clone()
+    xy[..., 0] = xy[..., 0] / width
+    xy[..., 1] = xy[..., 1] / height
+    return (xy * resolution)[None], torch.as_tensor(labels, dtype=torch.int32)[None]
 
 
 # --- SAM 2 -------------------------------------------------------------------------------------
@@ -97,16 +153,29 @@ def _not_found(name_or_path, exc: BaseException) -> ModelNotFoundError:
 class Sam2Segmenter:
     """SAM 2 image segmenter: ``embed`` images once, ``predict`` masks for many prompts.
 
-    Boxes and points are pixel coordinates of the embedded image; masks come back at that
-    image's size. Every prompt runs with multimask output and keeps its highest-scoring mask.
+    Boxes and points are pixel coordinates of the embedded image, used as given (also past the
+    image's edge); masks come back at that image's size. Every prompt runs with multimask output
+    and keeps its highest-scoring mask. ``preprocess``: ``"release"`` (default, the sam2
+    package's steps, see the module docstring) or ``"transformers"`` (``processor`` required).
     """
 
-    def __init__(self, model, processor, *, name: str = "sam2", batch_size: int = 4):
+    def __init__(self, model, processor=None, *, name: str = "sam2", batch_size: int = 4,
+                 preprocess: str = "release"):
+        if preprocess not in PREPROCESS_MODES:
+            raise ConfigError(
+                f"preprocess must be 'release' (the sam2 package's steps, as the released pipeline ran "
+                f"SAM 2) or 'transformers' (transformers' Sam2Processor), got {preprocess!r}"
+            )
+        if preprocess == "transformers" and processor is None:
+            raise ConfigError("preprocess='transformers' needs the checkpoint's Sam2Processor; pass processor=")
         self.model = model.eval()
         self.processor = processor
         self.name = name
+        self.preprocess = preprocess
         self.batch_size = int(batch_size)  # images per encoder call in embed()
-        self._check_sizes()
+        self.resolution = self._model_size()
+        if preprocess == "transformers":
+            self._check_sizes()
 
     @classmethod
     def from_pretrained(
@@ -117,12 +186,14 @@ class Sam2Segmenter:
         dtype=None,
         cache_dir=None,
         local_files_only: bool | None = None,
+        preprocess: str = "release",
     ) -> Sam2Segmenter:
         """Load a SAM 2 checkpoint: a hub id, a local folder, or a folder saved by a test.
 
         ``device``: None picks CUDA when available, else the CPU. ``dtype``: float32 unless
         asked (``"bfloat16"`` roughly halves memory, at some mask precision). ``local_files_only``:
         None means offline when ``sociogeo.options.offline`` or ``HF_HUB_OFFLINE`` is set.
+        ``preprocess``: ``"release"`` (default) or ``"transformers"``; see :class:`Sam2Segmenter`.
         Raises :class:`ModelNotFoundError` when the weights are neither local nor downloadable.
         """
         require("torch", purpose="running SAM 2")
@@ -145,17 +216,24 @@ class Sam2Segmenter:
                 model = transformers.Sam2Model.from_pretrained(
                     name_or_path, config=config, dtype=_resolve_dtype(dtype), **where
                 )
-                processor = transformers.Sam2Processor.from_pretrained(name_or_path, **where)
+                processor = None
+                if preprocess == "transformers":  # the release's steps need no processor files
+                    processor = transformers.Sam2Processor.from_pretrained(name_or_path, **where)
         except (OSError, HFValidationError) as exc:
             raise _not_found(name_or_path, exc) from exc
         model = model.to(resolve_device(device))
-        return cls(model, processor, name=f"sam2:{name_or_path}")
+        # the name tells runs apart (results and resume folders record it), so it names a non-default preprocessing
+        suffix = "" if preprocess == "release" else f" [{preprocess} preprocessing]"
+        return cls(model, processor, name=f"sam2:{name_or_path}{suffix}", preprocess=preprocess)
+
+    def _model_size(self) -> int:
+        size = self.model.config.prompt_encoder_config.image_size
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
 
     def _check_sizes(self) -> None:
         # Prompts are scaled to the processor's target size and images resized to its size; both
         # must be the model's input size or masks land in the wrong place.
-        model_size = self.model.config.prompt_encoder_config.image_size
-        model_size = int(model_size[0] if isinstance(model_size, (list, tuple)) else model_size)
+        model_size = self.resolution
         resize = self.processor.image_processor.size
         sizes = {int(resize["height"]), int(resize["width"]), int(self.processor.target_size)}
         if sizes != {model_size}:
@@ -182,7 +260,7 @@ class Sam2Segmenter:
         embeddings = []
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size]
-            pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
+            pixels = self.pixel_values(batch)
             with torch.inference_mode():
                 levels = self.model.get_image_embeddings(pixels.to(self.device, self.dtype))
             for i, image in enumerate(batch):
@@ -192,18 +270,53 @@ class Sam2Segmenter:
                 embeddings.append(ImageEmbedding(size=image.shape[:2], features=features))
         return embeddings
 
+    def pixel_values(self, images: Sequence[np.ndarray]):
+        """The model's input for H x W x 3 uint8 images: N x 3 x R x R float32 (R = 1024 for the
+        released model), prepared the ``preprocess`` way.
+        """
+        torch = require("torch", purpose="running SAM 2")
+        if self.preprocess == "transformers":
+            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        return torch.cat([release_pixel_values(image, self.resolution) for image in images])
+
     def predict(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> np.ndarray:
         """One mask per prompt, (N, H, W) bool at the embedded image's size.
 
-        Prompts of the same layout share one decoder call; each keeps the mask of its three
-        (multimask output) with the highest predicted IoU. No prompts gives (0, H, W).
+        Each prompt keeps the mask of its three (multimask output) with the highest predicted
+        IoU. The release's steps run one decoder call per prompt, as the sam2 predictor does;
+        ``preprocess="transformers"`` stacks prompts of the same layout. No prompts gives (0, H, W).
         """
         features = self._features(embedding)
         height, width = embedding.size
         masks = np.zeros((len(prompts), height, width), dtype=bool)
-        for indexes in prompt_groups(prompts):
+        groups = prompt_groups(prompts)  # also checks that every prompt is a Prompt
+        if self.preprocess == "release":
+            for index, prompt in enumerate(prompts):
+                masks[index] = self._predict_release(features, embedding.size, prompt)
+            return masks
+        for indexes in groups:
             masks[indexes] = self._predict_group(features, embedding.size, [prompts[i] for i in indexes])
         return masks
+
+    def _predict_release(self, features: Sam2Features, size, prompt: Prompt) -> np.ndarray:
+        torch = require("torch", purpose="running SAM 2")
+        functional = torch.nn.functional
+        points, labels = release_prompt_points(prompt, size, self.resolution)
+        with torch.inference_mode():
+            out = self.model(
+                image_embeddings=list(features.levels),
+                input_points=points[None].to(self.device, self.dtype),
+                input_labels=labels[None].to(self.device),
+                multimask_output=True,
+            )
+            # pred_masks: 1 x 1 x 3 x h x w low-resolution logits; iou_scores: 1 x 1 x 3
+            logits = out.pred_masks[0, 0].float()
+            scores = out.iou_scores[0, 0].float().cpu().numpy()
+            best = int(np.argmax(scores))  # the first of equal scores, as numpy's argmax in the release
+            # upsampling is per mask, so upsampling only the kept one gives the same mask
+            upsampled = functional.interpolate(logits[None, best : best + 1], size=tuple(size), mode="bilinear",
+                                               align_corners=False)
+        return (upsampled[0, 0] > 0.0).cpu().numpy()
 
     def _features(self, embedding: ImageEmbedding) -> Sam2Features:
         features = getattr(embedding, "features", None)

@@ -13,8 +13,9 @@ import numpy as np
 class GenerationConfig:
     """Decoding settings. The default is greedy (reproducible analysis).
 
-    ``GenerationConfig.released()`` gives the authors' evaluation sampling (docs/interface.md, decoding);
-    GRPO rollouts take theirs from :class:`~sociogeo.train.config.GRPOConfig` (the release's GRPO settings).
+    ``GenerationConfig.released()`` gives the authors' evaluation sampling (docs/interface.md, decoding),
+    which ``sociogeo evaluate`` uses by default; GRPO rollouts take theirs from
+    :class:`~sociogeo.train.config.GRPOConfig` (the release's GRPO settings).
     """
 
     do_sample: bool = False
@@ -23,8 +24,9 @@ class GenerationConfig:
     top_k: int = 0
     max_new_tokens: int = 2048
     seed: int | None = None
-    # 1.0 = off. Qwen2.5-VL-Instruct's own generation_config.json says 1.05; whether the authors'
-    # vLLM evaluation applied it is not documented, so sociogeo never applies it implicitly.
+    # 1.0 = off. The release sets repetition_penalty=1.0 explicitly in its evaluation sampling;
+    # Qwen2.5-VL-Instruct's own generation_config.json says 1.05, which sociogeo never applies
+    # implicitly (every setting is passed to the backend).
     repetition_penalty: float = 1.0
 
     @classmethod
@@ -34,8 +36,28 @@ class GenerationConfig:
 
     @classmethod
     def released(cls, max_new_tokens: int = 2048, seed: int | None = None) -> GenerationConfig:
-        """The authors' evaluation sampling: temperature 1.0, top-p 0.8, top-k 100, optionally seeded."""
-        return cls(do_sample=True, temperature=1.0, top_p=0.8, top_k=100, max_new_tokens=max_new_tokens, seed=seed)
+        """The authors' evaluation sampling: temperature 1.0, top-p 0.8, top-k 100, repetition
+        penalty 1.0 (as the release sets them), optionally seeded.
+        """
+        return cls(do_sample=True, temperature=1.0, top_p=0.8, top_k=100, max_new_tokens=max_new_tokens,
+                   seed=seed, repetition_penalty=1.0)
+
+    @property
+    def is_released(self) -> bool:
+        """Whether these are the release's evaluation sampling settings (any seed and token limit)."""
+        reference = GenerationConfig.released(self.max_new_tokens, self.seed)
+        return self == reference
+
+    def describe(self, seeds: Sequence[int] | None = None) -> str:
+        """The decoding in words, e.g. for an evaluation table; ``seeds`` names those of repeated runs."""
+        if not self.do_sample:
+            return f"greedy decoding (up to {self.max_new_tokens} new tokens)"
+        kind = "the release's sampling" if self.is_released else "sampling"
+        seed = "unseeded" if self.seed is None else f"seed {self.seed}"
+        if seeds is not None:
+            seed = f"seeds {', '.join(str(s) for s in seeds)}"
+        return (f"{kind}: temperature {float(self.temperature)}, top-p {float(self.top_p)}, top-k {self.top_k}, "
+                f"repetition penalty {float(self.repetition_penalty)}, up to {self.max_new_tokens} new tokens, {seed}")
 
 
 @dataclass
