@@ -69,6 +69,15 @@ class ImagerySource:
 
         if is_raster(self.satellite) and not isinstance(self.satellite, RasterSource):
             object.__setattr__(self, "satellite", RasterSource(self.satellite))
+        raster = self.raster
+        if raster is not None and raster.remote:
+            from ..errors import OfflineError
+            from ..options import options
+
+            if options.offline if self.offline is None else self.offline:
+                # before anything opens the file, which would already be a request
+                raise OfflineError(f"the satellite raster {raster.name} is on the network and offline mode is on; "
+                                   "download it and pass the local file, or drop offline=True (--offline)")
 
     @property
     def raster(self):

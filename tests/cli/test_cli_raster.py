@@ -143,3 +143,22 @@ def test_repeated_satellite_is_a_mosaic(tmp_path, rotterdam_osm, capsys, no_prog
                    "--offline", "--out", str(tmp_path / "m")])
     assert status == 0, capsys.readouterr().err
     assert "mosaic of 2 rasters" in capsys.readouterr().out
+
+
+def test_build_dataset_from_a_raster_and_an_osm_file(rotterdam_osm, tmp_path, capsys, no_progress):
+    import csv
+
+    from PIL import Image
+
+    out = tmp_path / "ds"
+    status = main(["build-dataset", "--bbox", *BBOX, "--satellite", str(ROTTERDAM_MS), "--satellite-bands", "3", "2",
+                   "1", "--osm-source", str(rotterdam_osm), "--offline", "--chip-size", "256", "--edge", "keep",
+                   "--min-area-m2", "100", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    build = json.loads((out / "build.json").read_text())
+    assert build["grid"]["zoom"] == 17 and build["parameters"]["satellite"].startswith("raster:")
+    with open(out / "samples.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["socio_function"] for r in rows} == {"Park and greenspace"}
+    sample = next(p for p in out.rglob("sat.png"))
+    assert np.asarray(Image.open(sample)).std() > 10  # the raster, not an empty image

@@ -420,3 +420,20 @@ def test_remote_raster_refused_offline():
         source._info = {"bands": (1, 2, 3)}  # no request: the refusal comes first
         source._ranges = np.tile([0.0, 255.0], (3, 1))
         RasterReader(source, offline=True)
+
+
+def test_a_source_travels_to_other_processes_with_its_stretch(area):
+    """Ray workers get the ImagerySource pickled: the stretch computed here goes along."""
+    import pickle
+
+    source = ImagerySource(satellite=RasterSource(ROTTERDAM_MS, bands=RGB))
+    ranges = source.raster.value_ranges()
+    copy = pickle.loads(pickle.dumps(source))
+    assert copy.raster._ranges is not None
+    np.testing.assert_array_equal(copy.raster.value_ranges(), ranges)
+    np.testing.assert_array_equal(read(copy.raster, area.grid)[0], read(source.raster, area.grid)[0])
+
+
+def test_a_remote_raster_with_offline_fails_before_any_request():
+    with pytest.raises(OfflineError, match="--offline"):
+        ImagerySource(satellite="https://127.0.0.1:9/city.tif", offline=True)
