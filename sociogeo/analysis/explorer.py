@@ -24,11 +24,9 @@ image overlay of the current view, read in the kernel and sent as a PNG data URL
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import inspect
-import io
 import json
 import math
 import traceback
@@ -38,6 +36,7 @@ from pathlib import Path
 from .. import defaults
 from .._optional import require
 from ..errors import ConfigError, InvalidAreaError, SociogeoError
+from .raster_view import png_data_url  # noqa: F401 (kept importable from here, where it was)
 
 _PURPOSE = "the map explorer"
 
@@ -679,26 +678,6 @@ def _truncate(text: str, limit: int) -> str:
     if space > limit * 0.8:
         cut = cut[:space]
     return cut.rstrip() + " … (truncated; the full text is in explorer.results)"
-
-
-def png_data_url(image, *, valid=None, max_px: int = OVERLAY_MAX_PX) -> str:
-    """A ``data:image/png;base64,...`` URL of an H x W x 3 uint8 image, at most ``max_px`` pixels
-    along its longer side; pixels where ``valid`` (H x W bool) is False are transparent.
-    """
-    import numpy as np
-    from PIL import Image
-
-    rgb = np.asarray(image, dtype=np.uint8)
-    alpha = (
-        np.full(rgb.shape[:2], 255, np.uint8)
-        if valid is None
-        else np.where(np.asarray(valid, bool), 255, 0).astype(np.uint8)
-    )
-    picture = Image.fromarray(np.dstack([rgb[..., :3], alpha]), "RGBA")
-    picture.thumbnail((max_px, max_px), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _tile_layer(ipyleaflet, provider, *, name: str):

@@ -13,6 +13,8 @@ reachable from the browser. The price is one read per view change instead of per
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 
 from ..geo.grid import MAX_LATITUDE, PixelGrid, mercator_to_lonlat
@@ -39,9 +41,8 @@ class RasterView:
         self.show_all()
 
     def _footprint_bounds(self):
-        left, bottom, right, top = _union(self.raster.info["bounds"])
-        (west, east), (south, north) = mercator_to_lonlat([left, right], [bottom, top])
-        return [[float(south), float(west)], [float(north), float(east)]]
+        west, south, east, north = self.raster.lonlat_bounds()
+        return [[south, west], [north, east]]
 
     def show_all(self) -> None:
         """The raster's whole footprint, at most :data:`OVERVIEW_PX` pixels a side."""
@@ -61,8 +62,6 @@ class RasterView:
         """Show the raster inside ``(west, south, east, north)`` at ``zoom`` (coarser if the window
         would exceed ``max_px``); False when the view does not touch the raster.
         """
-        from .explorer import png_data_url
-
         west, south, east, north = lonlat_bounds
         south, north = max(south, -MAX_LATITUDE), min(north, MAX_LATITUDE)
         west, east = max(west, -180.0), min(east, 180.0)
@@ -86,6 +85,26 @@ class RasterView:
     def close(self) -> None:
         """Close the raster's files."""
         self.reader.close()
+
+
+def png_data_url(image, *, valid=None, max_px: int = 512) -> str:
+    """A ``data:image/png;base64,...`` URL of an H x W x 3 uint8 image, at most ``max_px`` pixels
+    along its longer side; pixels where ``valid`` (H x W bool) is False are transparent.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(image, dtype=np.uint8)
+    alpha = (
+        np.full(rgb.shape[:2], 255, np.uint8)
+        if valid is None
+        else np.where(np.asarray(valid, bool), 255, 0).astype(np.uint8)
+    )
+    picture = Image.fromarray(np.dstack([rgb[..., :3], alpha]), "RGBA")
+    picture.thumbnail((max_px, max_px), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _union(bounds_list):
@@ -114,4 +133,4 @@ def view_zoom(raster, map_px: int = 800) -> int:
     return int(max(1, min(19, math.floor(math.log2(map_px * world / (256 * metres))))))
 
 
-__all__ = ["OVERVIEW_PX", "VIEW_MAX_PX", "RasterView", "view_center", "view_zoom"]
+__all__ = ["OVERVIEW_PX", "VIEW_MAX_PX", "RasterView", "png_data_url", "view_center", "view_zoom"]

@@ -303,6 +303,16 @@ class RasterSource:
         zoom = round(math.log2(ground_resolution(0, lat) / self.resolution_m))
         return int(min(max(zoom, 0), MAX_ZOOM))
 
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in degrees of all files together."""
+        from ..geo.grid import mercator_to_lonlat
+
+        boxes = self.info["bounds"]
+        left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        (west, east), (south, north) = mercator_to_lonlat([left, right], [bottom, top])
+        return float(west), float(south), float(east), float(north)
+
     def covers(self, bounds_3857) -> bool:
         """Whether any file overlaps ``(left, bottom, right, top)`` in EPSG:3857 metres."""
         return any(_overlaps(b, bounds_3857) for b in self.info["bounds"])

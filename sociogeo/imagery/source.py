@@ -143,6 +143,15 @@ class ImagerySource:
         raster = self.raster
         if raster is None:
             return area
+        if not raster.covers(area.grid.bounds):
+            from ..errors import InvalidAreaError
+
+            w, s, e, n = raster.lonlat_bounds()
+            raise InvalidAreaError(
+                f"the area {tuple(round(v, 5) for v in area.bounds)} does not overlap the satellite raster "
+                f"{raster.name}, which covers (west, south, east, north) ({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}); "
+                "choose an area inside it (--bbox)"
+            )
         if area.default_zoom:
             west, south, east, north = area.bounds
             area = area.with_zoom(raster.native_zoom((south + north) / 2))

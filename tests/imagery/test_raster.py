@@ -437,3 +437,10 @@ def test_a_source_travels_to_other_processes_with_its_stretch(area):
 def test_a_remote_raster_with_offline_fails_before_any_request():
     with pytest.raises(OfflineError, match="--offline"):
         ImagerySource(satellite="https://127.0.0.1:9/city.tif", offline=True)
+
+
+def test_an_area_outside_the_raster_is_refused_with_its_extent():
+    from sociogeo.errors import InvalidAreaError
+
+    with pytest.raises(InvalidAreaError, match=r"does not overlap.*rotterdam_ms\.tif.*4\.354.*--bbox"):
+        ImagerySource(satellite=str(ROTTERDAM_MS)).choose_zoom(Area.from_bbox((24.94, 60.16, 24.95, 60.17)))
