@@ -18,6 +18,7 @@ _LAZY = {
     "Area": "sociogeo.geo.area",
     "PixelGrid": "sociogeo.geo.grid",
     "ImagerySource": "sociogeo.imagery.source",
+    "RasterSource": "sociogeo.imagery.raster",
     "fetch_pair": "sociogeo.imagery.pair",
     "ImagePair": "sociogeo.imagery.pair",
     "Chip": "sociogeo.imagery.chips",

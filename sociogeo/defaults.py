@@ -22,6 +22,11 @@ OSM_MAP = "osm"
 
 #: XYZ zoom level of the imagery grid (about 1.2 m/px at the equator, 0.6 m/px at 60° N).
 ZOOM = 17
+#: Ground resolution (metres per pixel) of the imagery SocioReasoner was trained on: SocioSeg's
+#: chips are Web-Mercator tiles at zoom 17-18, about 0.6-1.2 m/px at the latitudes of its cities.
+MODEL_RESOLUTION_M = (0.6, 1.2)
+#: A grid this many times finer or coarser than :data:`MODEL_RESOLUTION_M` gets a ResolutionWarning.
+RESOLUTION_TOLERANCE = 2.0
 #: Chip side in pixels: SocioSeg's image size; the model sees it as 756 px (``smart_resize``).
 CHIP_SIZE = 768
 #: Chips (times queries) per model call.

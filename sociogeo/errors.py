@@ -103,6 +103,12 @@ class MissingTilesWarning(UserWarning):
     """Some tiles could not be fetched; their pixels are nodata (0) and invalid in the mask."""
 
 
+class ResolutionWarning(UserWarning):
+    """The imagery grid is much finer or coarser than what the model was trained on, or than the
+    imagery itself; the message says which zoom to choose instead.
+    """
+
+
 __all__ = [
     "SociogeoError",
     "InvalidAreaError",
@@ -121,4 +127,5 @@ __all__ = [
     "VLMBatchError",
     "BadSampleError",
     "MissingTilesWarning",
+    "ResolutionWarning",
 ]

@@ -133,3 +133,59 @@ def warp_to_grid():
 def tile_mask():
     """``tile_mask(grid, (z, x, y)) -> H x W bool``: where a tile lands in a grid."""
     return _tile_mask
+
+
+# -- real sub-metre imagery of Rotterdam (see tests/data/README.md) ---------------------------------
+ROTTERDAM_MS = DATA / "rotterdam_ms.tif"  # 4 bands uint16, 1.0 m, EPSG:32631; bands 3, 2, 1 are R, G, B
+ROTTERDAM_PAN = DATA / "rotterdam_pan.tif"  # 1 band uint16, 0.5 m, same footprint
+ROTTERDAM_PORT = DATA / "rotterdam_port_ms.tif"  # 4 bands uint16, upper 73 % is 0 (undeclared nodata)
+#: (west, south, east, north): inside the footprint of rotterdam_ms.tif and rotterdam_pan.tif
+ROTTERDAM_BBOX = (4.3552, 51.8695, 4.3587, 51.8716)
+
+
+@pytest.fixture(scope="session")
+def rotterdam_osm(tmp_path_factory) -> Path:
+    """A small OSM XML file over ROTTERDAM_BBOX: two streets, a footway and a park (made up for
+    the map layer: no OSM extract of Rotterdam ships in a package)."""
+    west, south, east, north = ROTTERDAM_BBOX
+    mid_lon, mid_lat = (west + east) / 2, (south + north) / 2
+    nodes = {1: (west, mid_lat), 2: (east, mid_lat), 3: (mid_lon, south), 4: (mid_lon, north),
+             5: (west + 0.0005, south + 0.0003), 6: (west + 0.0015, south + 0.0003), 7: (west + 0.0015, south + 0.0008),
+             8: (west + 0.0005, south + 0.0008), 9: (west, north - 0.0004), 10: (east, north - 0.0002)}
+    ways = [(101, [1, 2], {"highway": "residential", "name": "Teststraat"}),
+            (102, [3, 4], {"highway": "secondary", "name": "Proefweg"}),
+            (103, [9, 10], {"highway": "footway"}),
+            (104, [5, 6, 7, 8, 5], {"leisure": "park", "name": "Testpark"})]
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="sociogeo tests">']
+    lines += [f'  <node id="{i}" version="1" lat="{lat:.7f}" lon="{lon:.7f}"/>' for i, (lon, lat) in nodes.items()]
+    for wid, refs, tags in ways:
+        lines.append(f'  <way id="{wid}" version="1">')
+        lines += [f'    <nd ref="{r}"/>' for r in refs]
+        lines += [f'    <tag k="{k}" v="{v}"/>' for k, v in tags.items()]
+        lines.append("  </way>")
+    lines.append("</osm>")
+    path = tmp_path_factory.mktemp("osm") / "rotterdam.osm"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _reference_warp(path, grid, bands, *, resampling="nearest", nodata=None):
+    """Bands of a raster warped onto a PixelGrid by rasterio directly: (len(bands) x H x W float64
+    with NaN where there is no data)."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    with rasterio.open(path) as src:
+        out = np.full((len(bands), *grid.shape), np.nan, dtype=np.float64)
+        reproject(rasterio.band(src, list(bands)), out, dst_transform=grid.transform, dst_crs="EPSG:3857",
+                  resampling=Resampling[resampling], dst_nodata=np.nan,
+                  src_nodata=nodata if nodata is not None else src.nodata)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference_warp():
+    """``reference_warp(path, grid, bands, resampling=, nodata=)``: rasterio.warp.reproject of the
+    given bands straight onto the grid (NaN = no data), an independent reference for raster layers."""
+    return _reference_warp

@@ -17,15 +17,16 @@ the widget's log, so a click never ends in a lost traceback.
 
 Images never travel through a local tile server: the base maps are the providers' own tiles, and
 the map image the model saw is a small PNG data URL, so the widget works on remote Jupyter too.
+Your own raster as the satellite layer (a GeoTIFF/COG, a STAC item...) is shown the same way: an
+image overlay of the current view, read in the kernel and sent as a PNG data URL
+(:mod:`sociogeo.analysis.raster_view`).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import inspect
-import io
 import json
 import math
 import traceback
@@ -35,6 +36,7 @@ from pathlib import Path
 from .. import defaults
 from .._optional import require
 from ..errors import ConfigError, InvalidAreaError, SociogeoError
+from .raster_view import png_data_url  # noqa: F401 (kept importable from here, where it was)
 
 _PURPOSE = "the map explorer"
 
@@ -68,8 +70,12 @@ class Explorer:
     renders the map locally from ``osm_source``), ``cache_dir`` and ``offline`` say where the
     model's imagery comes from; the map shows the two layers as switchable base layers, with
     ``basemaps`` (a list of providers, or a dict label -> provider) as further base layers.
+    ``satellite`` may be your own raster (a GeoTIFF/COG path or URL, a STAC item, a DataArray,
+    a RasterSource): the map then shows it as an image overlay of the current view, rendered in
+    the kernel (no tile server), centred on the raster unless ``center`` is given.
     ``center`` is (lat, lon) in degrees, as in leafmap; ``zoom`` the map's view zoom. Drawn areas
-    are fetched at ``imagery_zoom`` (17: about 1.2 m/pixel at the equator). ``offline`` also
+    are fetched at ``imagery_zoom`` (default 17, about 1.2 m/pixel at the equator; with a raster,
+    the zoom nearest its resolution). ``offline`` also
     applies to the model loader; ``segment_kwargs`` (``chip_size``, ``overlap``, ``batch_size``,
     ``min_area_m2``, ``simplify_m``, ``max_area_km2``, ...) go to :func:`sociogeo.segment`.
 
@@ -90,7 +96,7 @@ class Explorer:
         basemaps=None,
         center=None,
         zoom=None,
-        imagery_zoom: int = defaults.ZOOM,
+        imagery_zoom: int | None = None,
         osm_source=None,
         cache_dir=None,
         offline: bool | None = None,
@@ -102,7 +108,8 @@ class Explorer:
 
         if reasoner is not None and (vlm is not None or sam is not None):
             raise ConfigError("give either a ready reasoner or vlm=/sam= to load one, not both")
-        if isinstance(imagery_zoom, bool) or not isinstance(imagery_zoom, int) or not 0 <= imagery_zoom <= MAX_ZOOM:
+        if imagery_zoom is not None and (isinstance(imagery_zoom, bool) or not isinstance(imagery_zoom, int)
+                                         or not 0 <= imagery_zoom <= MAX_ZOOM):
             raise ConfigError(f"imagery_zoom must be an integer between 0 and {MAX_ZOOM}, got {imagery_zoom!r}")
         _check_segment_kwargs(segment_kwargs)
 
@@ -133,6 +140,12 @@ class Explorer:
         self._split = None
         self.status = ""
 
+        self.raster_view = None  # the RasterView showing a raster satellite layer
+        if self.imagery.raster is not None and center is None:
+            from .raster_view import view_center, view_zoom
+
+            center = view_center(self.imagery.raster)
+            zoom = view_zoom(self.imagery.raster) if zoom is None else zoom
         self._build_ui(sat_provider, map_provider, extra_providers, center, zoom)
 
     # -- the UI ---------------------------------------------------------------------------------
@@ -158,18 +171,31 @@ class Explorer:
         widgets = require("ipywidgets", purpose=_PURPOSE)
         leafmap = require("leafmap.leafmap", purpose=_PURPOSE)
 
-        self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=f"Satellite ({sat_provider.name})")
         self._map_layer = _tile_layer(ipyleaflet, map_provider, name=f"Street map ({map_provider.name})")
+        if self.imagery.raster is not None:
+            from .raster_view import RasterView
+
+            self.raster_view = RasterView(self.imagery.raster, name=f"Satellite ({sat_provider.name})",
+                                          offline=self.imagery.offline)
+            self._sat_layer = self.raster_view.layer
+            base = self._map_layer
+        else:
+            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=f"Satellite ({sat_provider.name})")
+            base = self._sat_layer
+        base_name = base.name
         view = {"center": list(center)} if center is not None else {}
         if zoom is not None:
             view["zoom"] = zoom
         with warnings.catch_warnings():
             # leafmap hands its own options on to ipyleaflet, which traitlets flags on every Map
             warnings.filterwarnings("ignore", "Passing unrecognized arguments", DeprecationWarning)
-            m = leafmap.Map(basemap=self._sat_layer, draw_control=True, layers_control=True,
+            m = leafmap.Map(basemap=base, draw_control=True, layers_control=True,
                             toolbar_control=False, search_control=True, **view)
-        self._sat_layer.name = f"Satellite ({sat_provider.name})"  # leafmap renames layer 0
-        m.add(self._map_layer)
+        base.name = base_name  # leafmap renames layer 0
+        # the raster is an overlay above the street map; tiles are a second base layer
+        m.add(self._sat_layer if self.raster_view is not None else self._map_layer)
+        if self.raster_view is not None:
+            m.observe(self.raster_view.on_bounds, names="bounds")
         for label, provider in extra_providers.items():
             m.add(_tile_layer(ipyleaflet, provider, name=label))
         # only shapes that make an area: rectangles and polygons
@@ -267,7 +293,8 @@ class Explorer:
 
         if isinstance(value, Area):  # an Area keeps its own zoom
             return value
-        return Area.coerce(value, self.imagery_zoom, max_area_km2=self.segment_kwargs.get("max_area_km2"))
+        area = Area.coerce(value, self.imagery_zoom, max_area_km2=self.segment_kwargs.get("max_area_km2"))
+        return self.imagery.choose_zoom(area)  # a raster's own zoom when imagery_zoom is not given
 
     def _set_area(self, area, *, outline: bool) -> None:
         self._area = area
@@ -322,6 +349,7 @@ class Explorer:
             return
         try:
             area = Area.from_geojson(feature, self.imagery_zoom, max_area_km2=self.segment_kwargs.get("max_area_km2"))
+            area = self.imagery.choose_zoom(area)
         except InvalidAreaError as exc:
             self._set_area(None, outline=False)
             self._set_status(f"Cannot use this drawing: {exc}", "error")
@@ -550,6 +578,10 @@ class Explorer:
     # -- split view -----------------------------------------------------------------------------
     def _set_split(self, on: bool) -> None:
         """Street map left, satellite right, with a draggable divider."""
+        if on and self._split is None and self.raster_view is not None:
+            self._split_toggle.value = False
+            raise ConfigError("the split view needs tile layers; with your own raster, switch the 'Satellite' "
+                              "overlay on and off in the layer control instead")
         if on and self._split is None:
             ipyleaflet = require("ipyleaflet", purpose=_PURPOSE)
             self._split = ipyleaflet.SplitMapControl(left_layer=self._map_layer, right_layer=self._sat_layer)
@@ -646,26 +678,6 @@ def _truncate(text: str, limit: int) -> str:
     if space > limit * 0.8:
         cut = cut[:space]
     return cut.rstrip() + " … (truncated; the full text is in explorer.results)"
-
-
-def png_data_url(image, *, valid=None, max_px: int = OVERLAY_MAX_PX) -> str:
-    """A ``data:image/png;base64,...`` URL of an H x W x 3 uint8 image, at most ``max_px`` pixels
-    along its longer side; pixels where ``valid`` (H x W bool) is False are transparent.
-    """
-    import numpy as np
-    from PIL import Image
-
-    rgb = np.asarray(image, dtype=np.uint8)
-    alpha = (
-        np.full(rgb.shape[:2], 255, np.uint8)
-        if valid is None
-        else np.where(np.asarray(valid, bool), 255, 0).astype(np.uint8)
-    )
-    picture = Image.fromarray(np.dstack([rgb[..., :3], alpha]), "RGBA")
-    picture.thumbnail((max_px, max_px), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _tile_layer(ipyleaflet, provider, *, name: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import defaults
@@ -11,8 +12,10 @@ def add_area_arguments(p, *, max_area: bool = True) -> None:
     """``--bbox W S E N``, ``--zoom`` and (optionally) ``--max-area-km2``."""
     p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
                    help="west south east north, in degrees (longitude first)")
-    p.add_argument("--zoom", type=int, default=defaults.ZOOM,
-                   help=f"XYZ zoom level (default {defaults.ZOOM}, ~1.2 m/px at the equator)")
+    p.add_argument("--zoom", type=int, default=None,
+                   help=f"XYZ zoom level of the imagery grid (default {defaults.ZOOM}, ~1.2 m/px at the equator; with "
+                        "a --satellite raster, the zoom nearest the raster's own resolution). The model was trained "
+                        "on zoom 17-18 imagery (about 0.6-1.2 m/px)")
     if max_area:
         add_max_area_argument(p)
 
@@ -27,8 +30,19 @@ def add_max_area_argument(p) -> None:
 def add_imagery_arguments(p, *, map_default: str = defaults.MAP,
                           offline_help: str = "use cached tiles only; never touch the network") -> None:
     """``--satellite``, ``--map``, ``--osm-source``, ``--cache-dir`` and ``--offline``."""
-    p.add_argument("--satellite", default=defaults.SATELLITE,
-                   help=f"satellite tile provider: xyzservices name or URL template (default {defaults.SATELLITE})")
+    p.add_argument("--satellite", default=defaults.SATELLITE, metavar="PROVIDER|PATH|URL|STAC",
+                   help="satellite layer: a tile provider (xyzservices name or {z}/{x}/{y} URL template), or your own "
+                        "imagery: a GeoTIFF/COG path, an http(s):// or s3:// COG URL (read by windows), or a STAC "
+                        f"item .json file; repeat for a mosaic of files (default {defaults.SATELLITE})",
+                   action=_Satellite)
+    p.add_argument("--satellite-bands", type=int, nargs="+", default=None, metavar="BAND",
+                   help="with a raster --satellite: the 1-based bands shown as red green blue (or one, grey); "
+                        "default: the bands marked red/green/blue, else 1 2 3")
+    p.add_argument("--satellite-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="with a raster --satellite: the value range stretched to 0-255 (default: 8-bit data as is, "
+                        "else the 2nd-98th percentile of each band)")
+    p.add_argument("--satellite-nodata", type=float, default=None, metavar="VALUE",
+                   help="with a raster --satellite: a value to treat as missing when the file declares none")
     p.add_argument("--map", default=map_default,
                    help=f"map tile provider, or 'osm' to render one from OpenStreetMap data (default {map_default})")
     p.add_argument("--osm-source", type=Path, default=None,
@@ -38,12 +52,37 @@ def add_imagery_arguments(p, *, map_default: str = defaults.MAP,
     p.add_argument("--offline", action="store_true", help=offline_help)
 
 
+class _Satellite(argparse.Action):
+    """``--satellite``: one value, or several (a mosaic of rasters) when repeated."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest)
+        if isinstance(current, list):
+            current.append(values)
+        elif current is None or current == self.default:
+            setattr(namespace, self.dest, values)
+        else:
+            setattr(namespace, self.dest, [current, values])
+
+
 def imagery_source(args, *, no_cache: bool = False):
     """The :class:`~sociogeo.imagery.ImagerySource` the imagery arguments describe."""
+    from ..errors import ConfigError
+    from ..imagery.raster import RasterSource, is_raster
     from ..imagery.source import ImagerySource
 
+    satellite = args.satellite
+    raster_options = {"bands": getattr(args, "satellite_bands", None),
+                      "stretch": getattr(args, "satellite_range", None),
+                      "nodata": getattr(args, "satellite_nodata", None)}
+    if is_raster(satellite):
+        given = {k: v for k, v in raster_options.items() if v is not None}
+        satellite = RasterSource(satellite, **given)
+    elif any(v is not None for v in raster_options.values()):
+        raise ConfigError("--satellite-bands, --satellite-range and --satellite-nodata only apply when --satellite "
+                          "is a raster (a GeoTIFF/COG path or URL, or a STAC item .json)")
     return ImagerySource(
-        satellite=args.satellite, map=args.map, osm_source=args.osm_source,
+        satellite=satellite, map=args.map, osm_source=args.osm_source,
         cache_dir=False if no_cache else args.cache_dir, offline=True if args.offline else None,
         osm_landuse=bool(getattr(args, "osm_landuse", False)),
     )

@@ -27,6 +27,8 @@ def add(subparsers, parents) -> None:
                    help="what to find, e.g. school; repeat for several queries")
     p.add_argument("--out", type=Path, required=True,
                    help="output file: .gpkg (GeoPackage), .geojson or .parquet (GeoParquet)")
+    p.add_argument("--mask-out", type=Path, default=None, metavar="MASK.tif",
+                   help="also write the entity mask as a cloud-optimised GeoTIFF (one band per query, 1 = entity)")
     models = p.add_argument_group("models")
     models.add_argument("--vlm", default=None,
                         help="Qwen2.5-VL: hub id, local folder or http(s):// OpenAI-compatible server "
@@ -84,6 +86,7 @@ def run(args) -> int:
     """``sociogeo segment``: segment every query chip by chip, write polygons, metadata, preview; 0."""
     from ..analysis.plots import write_result_preview
     from ..geo.area import Area
+    from ..pipeline.mask_raster import check_mask_path
     from ..pipeline.results import check_result_path, preview_path, sidecar_path, summary_lines
     from ..pipeline.run import segment
     from ..reasoner.model import ReasonerSpec
@@ -91,11 +94,12 @@ def run(args) -> int:
 
     # everything that can be checked cheaply is checked before models load or tiles download
     out = check_result_path(args.out)
-    area = Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2)
+    mask_out = None if args.mask_out is None else check_mask_path(args.mask_out)
     queries = check_queries(args.query)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     source = imagery_source(args)
+    area = source.choose_zoom(Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2))
     source.check(area.zoom)
     engine = _engine(args)
     generation = (GenerationConfig.released(max_new_tokens=args.max_new_tokens) if args.sample
@@ -106,10 +110,12 @@ def run(args) -> int:
     spec = ReasonerSpec(args.vlm or defaults.VLM, args.sam or defaults.SAM, device=args.device, dtype=args.dtype,
                         offline=source.offline, generation=generation, parse=args.parse)
     reasoner = spec if engine.loads_models_itself else spec.load()
-    result = segment(area, queries, reasoner=reasoner, imagery=source, out=out, engine=engine,
+    result = segment(area, queries, reasoner=reasoner, imagery=source, out=out, mask_out=mask_out, engine=engine,
                      chip_size=args.chip_size, overlap=args.overlap, batch_size=args.batch_size,
                      min_area_m2=args.min_area_m2, simplify_m=args.simplify_m)
     paths = {"result": out, "metadata": sidecar_path(out), "chips": out.with_name(out.name + ".parts")}
+    if mask_out is not None:
+        paths["mask"] = mask_out
     paths["preview"] = write_result_preview(preview_path(out), source, result, grid=grid)
     for line in summary_lines(result, paths):
         say(args, line)

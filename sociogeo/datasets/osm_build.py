@@ -563,7 +563,8 @@ def build_dataset(  # noqa: PLR0913 (public API: the keyword forms users already
     Parameters
     ----------
     area
-        Anything :meth:`sociogeo.Area.coerce` accepts; its zoom is the imagery's.
+        Anything :meth:`sociogeo.Area.coerce` accepts; its zoom is the imagery's (with a raster
+        satellite layer and no zoom given, the zoom nearest the raster's resolution).
     out_dir : path
         Output folder (refused if it already holds a build, unless ``overwrite``).
     imagery : ImagerySource, optional
@@ -604,9 +605,9 @@ def build_dataset(  # noqa: PLR0913 (public API: the keyword forms users already
     unknown = set(settings) - set(IMAGERY_FIELDS) - set(FILTER_FIELDS)
     if unknown:
         raise TypeError(f"build_dataset() got unexpected keyword arguments {sorted(unknown)}")
-    area = Area.coerce(area)
     source = ImagerySource.coerce(imagery or ImagerySource(map=defaults.OSM_MAP),
                                   **{k: v for k, v in settings.items() if k in IMAGERY_FIELDS})
+    area = source.choose_zoom(Area.coerce(area))  # a raster's own resolution when no zoom was given
     filters = replace(filters or SampleFilters(), **{k: v for k, v in settings.items() if k in FILTER_FIELDS}).checked()
     levels = _check_levels(levels)
     ratios = _check_split(split)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,9 @@ class Area:
     geometry: Any  # shapely Polygon or MultiPolygon in EPSG:4326
     zoom: int = DEFAULT_ZOOM
     name: str | None = None
+    #: True when neither zoom nor resolution was given and ``zoom`` is the default: imagery
+    #: sources with a native resolution (a raster) may then choose the zoom instead.
+    default_zoom: bool = field(default=False, repr=False)
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
@@ -234,7 +237,7 @@ class Area:
             # the area was checked when it was made; a new zoom does not change its size
             if resolution is not None:
                 return cls._make(value.geometry, None, resolution, math.inf, name or value.name)
-            if zoom is None or zoom == value.zoom:
+            if zoom is None or (zoom == value.zoom and not value.default_zoom):
                 return value
             return cls._make(value.geometry, zoom, None, math.inf, name or value.name)
         if hasattr(value, "to_crs") and hasattr(value, "crs"):  # GeoDataFrame / GeoSeries
@@ -255,6 +258,7 @@ class Area:
         _check_bbox((west, south, east, north))
         if zoom is not None and resolution is not None:
             raise InvalidAreaError("give either zoom or resolution, not both")
+        default_zoom = zoom is None and resolution is None
         if resolution is not None:
             zoom = zoom_for_resolution(resolution, (south + north) / 2)
         elif zoom is None:
@@ -276,7 +280,7 @@ class Area:
                 f"Pass max_area_km2={math.ceil(area_km2)} (or set sociogeo.options.max_area_km2) "
                 "if you mean it, or choose a smaller area."
             )
-        return cls(geometry=geometry, zoom=zoom, name=name)
+        return cls(geometry=geometry, zoom=zoom, name=name, default_zoom=default_zoom)
 
     # -- properties ---------------------------------------------------------------------------
     @property

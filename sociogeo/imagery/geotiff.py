@@ -1,5 +1,6 @@
 """GeoTIFF files of the imagery grid: streamed writing (memory does not grow with the area),
-reading back, and recognising the Web-Mercator tile grid a raster lies on.
+cloud-optimised copies (:func:`to_cog`), reading back, and recognising the Web-Mercator tile grid
+a raster lies on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def write_geotiff(
     strip_rows: int | None = None,
     desc: str | None = None,
     layer: str = "",
+    cog: bool = False,
     **fetcher_options,
 ) -> GeoTiffResult:
     """Fetch ``provider``'s tiles for an :class:`Area` or :class:`PixelGrid` straight into a
@@ -48,7 +50,8 @@ def write_geotiff(
 
     The file is tiled (256 px), deflate-compressed, EPSG:3857, with an internal validity mask and
     the provider's attribution in its tags; it appears under ``path`` only once complete.
-    ``fetcher_options`` go to :class:`~sociogeo.imagery.tiles.TileFetcher` (retries, timeout_s, ...).
+    ``cog=True`` makes it a cloud-optimised GeoTIFF (:func:`to_cog`). ``fetcher_options`` go to
+    :class:`~sociogeo.imagery.tiles.TileFetcher` (retries, timeout_s, ...).
     """
     grid = grid_of(area_or_grid)
     area = area_or_grid if isinstance(area_or_grid, Area) else None
@@ -56,7 +59,7 @@ def write_geotiff(
     n_valid = 0
     with TileFetcher(provider, cache_dir=cache_dir, offline=offline, **fetcher_options) as fetcher:
         tags = {"LAYER": layer, "PROVIDER": fetcher.provider.name, "ATTRIBUTION": fetcher.provider.attribution}
-        with GeoTiffWriter(path, grid, tags=tags, area=area) as writer:
+        with GeoTiffWriter(path, grid, tags=tags, area=area, cog=cog) as writer:
             for strip in fetcher.iter_strips(grid, strip_rows=strip_rows, desc=desc):
                 writer.write(strip.grid.row_off - grid.row_off, strip.image, strip.valid)
                 n_valid += int(strip.valid.sum())
@@ -66,25 +69,76 @@ def write_geotiff(
     return GeoTiffResult(writer.path, fetcher.provider, grid, list(missing.values()), valid_fraction)
 
 
+def write_raster_geotiff(area_or_grid, raster, path, *, offline: bool | None = None, strip_rows: int = 1024,
+                         layer: str = "satellite", cog: bool = False) -> GeoTiffResult:
+    """Warp your own raster (:class:`~sociogeo.imagery.raster.RasterSource`) onto an Area's or
+    PixelGrid's grid into a GeoTIFF at ``path``, ``strip_rows`` pixel rows at a time (memory does
+    not grow with the area); like :func:`write_geotiff` otherwise.
+    """
+    from .raster import RasterReader
+
+    grid = grid_of(area_or_grid)
+    area = area_or_grid if isinstance(area_or_grid, Area) else None
+    n_valid = 0
+    with RasterReader(raster, offline=offline) as reader:
+        tags = {"LAYER": layer, "PROVIDER": raster.name, "ATTRIBUTION": raster.attribution, "MISSING_TILES": "[]"}
+        with GeoTiffWriter(path, grid, tags=tags, area=area, cog=cog) as writer:
+            for row in range(0, grid.height, strip_rows):
+                strip = grid.window(0, row, grid.width, min(strip_rows, grid.height - row))
+                image, valid = reader.read(strip)
+                writer.write(row, image, valid)
+                n_valid += int(valid.sum())
+    return GeoTiffResult(writer.path, raster, grid, [], n_valid / (grid.width * grid.height))
+
+
 def write_array_geotiff(path, image: np.ndarray, grid: PixelGrid, *, valid: np.ndarray | None = None,
-                        tags: dict | None = None, area: Area | None = None) -> Path:
+                        tags: dict | None = None, area: Area | None = None, cog: bool = False) -> Path:
     """Write an H x W x 3 uint8 image on ``grid`` as a GeoTIFF like :func:`write_geotiff` does."""
     if valid is None:
         valid = np.ones(grid.shape, dtype=bool)
-    with GeoTiffWriter(path, grid, tags=tags, area=area) as writer:
+    with GeoTiffWriter(path, grid, tags=tags, area=area, cog=cog) as writer:
         writer.write(0, image, valid)
     return writer.path
+
+
+def to_cog(source, path, *, resampling: str = "average", blocksize: int = 256) -> Path:
+    """Copy the GeoTIFF ``source`` to ``path`` as a cloud-optimised GeoTIFF with GDAL's COG driver.
+
+    The copy is tiled (``blocksize`` px), deflate-compressed, with internal overviews halving down
+    to one block (``resampling`` between levels: ``"average"`` suits images, ``"nearest"``
+    masks and classes), the source's mask and tags kept; GDAL streams it block by block. The
+    file appears under ``path`` only once complete.
+    """
+    import rasterio
+    import rasterio.shutil
+
+    path = Path(path).expanduser()
+    tmp = path.with_name(f".{path.name}.cog.part")
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=64, GDAL_TIFF_INTERNAL_MASK=True):
+            rasterio.shutil.copy(
+                str(source), str(tmp), driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                BLOCKSIZE=str(blocksize), OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING=resampling.upper(),
+                BIGTIFF="IF_SAFER",
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 class GeoTiffWriter:
     """Write an RGB GeoTIFF on a grid in row strips; the file is renamed into place on success.
 
     ``write(row, image, valid)`` takes H' x W x 3 uint8 and H' x W bool starting at pixel row ``row``.
+    ``cog=True`` turns the finished file into a cloud-optimised GeoTIFF (:func:`to_cog`).
     """
 
-    def __init__(self, path, grid: PixelGrid, *, tags: dict | None = None, area: Area | None = None):
+    def __init__(self, path, grid: PixelGrid, *, tags: dict | None = None, area: Area | None = None,
+                 cog: bool = False):
         self.path = Path(path).expanduser()
         self.grid = grid
+        self.cog = cog
         self.tags = {"ZOOM": str(grid.zoom), **(tags or {})}
         if self.tags.get("ATTRIBUTION"):
             # the standard TIFF Copyright tag, which GIS software shows without knowing our tags
@@ -132,11 +186,12 @@ class GeoTiffWriter:
             if exc_type is None:
                 self._dst.update_tags(**{k: str(v) for k, v in self.tags.items()})
             self._dst.close()
-            if exc_type is None:
+            if exc_type is None and self.cog:
+                to_cog(self._tmp, self.path)
+            elif exc_type is None:
                 os.replace(self._tmp, self.path)
         finally:
-            if exc_type is not None:
-                self._tmp.unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
             self._env.__exit__(exc_type, exc, tb)
 
 

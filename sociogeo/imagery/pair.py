@@ -21,7 +21,6 @@ from ..geo.area import Area, grid_of
 from ..geo.grid import CRS, PixelGrid
 from .geotiff import GeoTiffWriter, read_geotiff
 from .preview import PREVIEW_MAX_SIZE, side_by_side
-from .providers import TileProvider
 from .tiles import NODATA, TileFailure, TileFetcher
 
 FILENAMES = {"satellite": "satellite.tif", "map": "map.tif"}
@@ -69,9 +68,10 @@ class ImagePair:
         return iter_chips(self, size=size, overlap=overlap)
 
     # -- files --------------------------------------------------------------------------------------
-    def to_geotiff(self, directory) -> dict[str, Path]:
+    def to_geotiff(self, directory, *, cog: bool = False) -> dict[str, Path]:
         """Write ``satellite.tif`` and ``map.tif`` (tiled, deflate, with a validity mask and the
         attribution in the tags) into ``directory``; return ``{"satellite": path, "map": path}``.
+        ``cog=True`` writes cloud-optimised GeoTIFFs (internal overviews) instead.
         """
         directory = Path(directory).expanduser()
         directory.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ class ImagePair:
                 "ATTRIBUTION": data.attrs.get("attribution", ""),
                 "MISSING_TILES": json.dumps(data.attrs.get("missing_tiles", [])),
             }
-            with GeoTiffWriter(directory / FILENAMES[layer], self.grid, tags=tags, area=self.area) as writer:
+            with GeoTiffWriter(directory / FILENAMES[layer], self.grid, tags=tags, area=self.area, cog=cog) as writer:
                 writer.write(0, image, self.masks.get(layer, np.ones(self.grid.shape, dtype=bool)))
             paths[layer] = writer.path
         return paths
@@ -160,7 +160,10 @@ def fetch_pair(
     from ``imagery`` (an :class:`~sociogeo.imagery.source.ImagerySource`) or from the keyword
     settings, which override it: ``satellite`` and ``map`` are tile providers (xyzservices names
     or objects, or URL templates with ``{z}/{x}/{y}``; defaults Esri.WorldImagery and
-    OpenStreetMap.Mapnik); ``map="osm"`` renders the map from OpenStreetMap data instead
+    OpenStreetMap.Mapnik); ``satellite`` may also be your own imagery (a GeoTIFF/COG path or URL,
+    a list of them, a STAC item, a DataArray or a :class:`~sociogeo.imagery.raster.RasterSource`),
+    warped onto the grid; an area without a zoom then gets the zoom nearest the raster's
+    resolution (:meth:`ImagerySource.choose_zoom`). ``map="osm"`` renders the map from OpenStreetMap data instead
     (``osm_source``: an .osm.pbf path or None for Overpass; ``osm_landuse`` colours land use).
     ``cache_dir=None`` uses ``options.cache_dir``, ``False`` disables caching; ``offline=None``
     follows ``options.offline``. Missing tiles are nodata, invalid in ``pair.masks`` and listed
@@ -171,13 +174,16 @@ def fetch_pair(
     source = ImagerySource.coerce(imagery, satellite=satellite, map=map, cache_dir=cache_dir, offline=offline,
                                   osm_source=osm_source, osm_landuse=osm_landuse)
     if not isinstance(area, PixelGrid):
-        area = Area.coerce(area)
+        area = source.choose_zoom(Area.coerce(area))
     grid = grid_of(area)
     sat_provider, map_provider = source.providers()
     source.check(grid.zoom)  # both layers, before downloading anything
 
-    with TileFetcher(sat_provider, cache_dir=source.cache_dir, offline=source.offline) as fetcher:
-        sat = fetcher.read(grid, desc="satellite tiles")
+    if source.raster is not None:
+        sat = _read_raster(source, grid)
+    else:
+        with TileFetcher(sat_provider, cache_dir=source.cache_dir, offline=source.offline) as fetcher:
+            sat = fetcher.read(grid, desc="satellite tiles")
     if map_provider is None:
         map_image, map_valid, map_attrs = _render_osm(grid, source.osm_source, source.osm_landuse)
     else:
@@ -215,6 +221,24 @@ def to_dataarray(image: np.ndarray, grid: PixelGrid, *, name: str, attrs: dict |
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+@dataclass
+class _RasterRead:
+    """The satellite layer of a grid read from a raster, shaped like a tile mosaic."""
+
+    image: np.ndarray
+    valid: np.ndarray
+    provider: object
+    missing: list = field(default_factory=list)
+
+
+def _read_raster(source, grid: PixelGrid) -> _RasterRead:
+    from .raster import RasterReader
+
+    with RasterReader(source.raster, offline=source.offline) as reader:
+        image, valid = reader.read(grid)
+    return _RasterRead(image, valid, source.raster)
+
+
 def _render_osm(grid: PixelGrid, source, landuse: bool):
     from ..osm.render import render_osm_map
 
@@ -228,7 +252,7 @@ def _render_osm(grid: PixelGrid, source, landuse: bool):
     return image, np.ones(grid.shape, dtype=bool), attrs
 
 
-def _mosaic_attrs(provider: TileProvider, missing: list[TileFailure]) -> dict:
+def _mosaic_attrs(provider, missing: list[TileFailure]) -> dict:
     return {
         "provider": provider.name,
         "attribution": provider.attribution,

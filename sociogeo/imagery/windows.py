@@ -1,8 +1,9 @@
 """Both images of an area read one chip window at a time, so memory does not grow with the area.
 
 :func:`open_windows` gives a reader for an :class:`~sociogeo.imagery.source.ImagerySource` (tiles
-through the on-disk cache, or the street map rendered from OpenStreetMap data per window) or for
-an :class:`~sociogeo.imagery.pair.ImagePair` already in memory. ``reader.read(window)`` returns the
+through the on-disk cache, your own raster warped onto each window once, or the street map
+rendered from OpenStreetMap data per window) or for an :class:`~sociogeo.imagery.pair.ImagePair`
+already in memory. ``reader.read(window)`` returns the
 window's satellite image, map image and validity mask, exactly as cutting the window out of the
 whole area's pair would (padding past the area's edge is zero and invalid).
 
@@ -91,6 +92,24 @@ class _TileLayer:
         self.fetcher.close()
 
 
+class _RasterLayer:
+    """Your own raster (:class:`~sociogeo.imagery.raster.RasterSource`) warped onto each window."""
+
+    def __init__(self, raster, *, offline):
+        from .raster import RasterReader
+
+        self.reader = RasterReader(raster, offline=offline)
+        self.provider = raster
+        self.failures: dict = {}
+
+    def read(self, window: PixelGrid):
+        image, valid = self.reader.read(window)
+        return image, valid, []
+
+    def close(self) -> None:
+        self.reader.close()
+
+
 class _OSMLayer:
     """The street map rendered from OpenStreetMap data, one window at a time; the data is loaded
     once for the whole area and labels are placed for the whole area, so every window shows
@@ -125,7 +144,10 @@ class WindowReader:
         source.check(grid.zoom)
         self._layers = []
         try:
-            self.satellite = _TileLayer(sat_provider, cache_dir=source.cache_dir, offline=source.offline)
+            if source.raster is not None:
+                self.satellite = _RasterLayer(source.raster, offline=source.offline)
+            else:
+                self.satellite = _TileLayer(sat_provider, cache_dir=source.cache_dir, offline=source.offline)
             self._layers.append(self.satellite)
             if map_provider is None:
                 self.map = _OSMLayer(grid, source=source.osm_source, landuse=source.osm_landuse)

@@ -61,6 +61,7 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     imagery: ImagerySource | None = None,
     zoom: int | None = None,
     out=None,
+    mask_out=None,
     engine=None,
     chip_size: int = defaults.CHIP_SIZE,
     overlap: int = 0,
@@ -89,13 +90,20 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     imagery : ImagerySource, optional
         Where the satellite and map images come from (default Esri imagery and OpenStreetMap
         tiles). The keyword settings ``satellite``, ``map``, ``osm_source``, ``cache_dir`` and
-        ``offline`` override it.
+        ``offline`` override it; ``satellite`` may be your own imagery (a GeoTIFF/COG path or
+        URL, a list of them, a STAC item, a DataArray or a
+        :class:`~sociogeo.imagery.raster.RasterSource`), warped onto each chip window.
     zoom : int, optional
-        Imagery zoom level (default the area's, 17 for a bbox).
+        Imagery zoom level (default the area's: 17 for a bbox, or with a raster satellite layer
+        the zoom nearest the raster's resolution; see :meth:`ImagerySource.choose_zoom`).
     out : path, optional
         Write the result there (``.gpkg``, ``.geojson``, ``.parquet``) with a metadata sidecar.
         Every finished chip is kept next to it in ``<out>.parts/`` as it arrives (GeoParquet), so
         a killed run keeps what was done and running again with the same ``out`` continues.
+    mask_out : path, optional
+        Also write the entity mask as a cloud-optimised GeoTIFF there (``.tif``): one uint8 band
+        per query, 1 where the model found it, on the run's EPSG:3857 grid; written window by
+        window from the stored chip masks (:mod:`sociogeo.pipeline.mask_raster`).
     engine : {"local", "ray"} or an engine object, optional
         ``"local"`` (default): this process, streaming. ``"ray"`` or a
         :class:`~sociogeo.pipeline.ray_engine.RayEngine`: Ray Data across GPUs and machines.
@@ -125,15 +133,17 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         EPSG:4326, columns ``query``, ``area_m2``, ``chip_id`` (the chips the entity was found in,
         comma-separated), ``reasoning`` (the model's think texts) and ``geometry``; ``.attrs``
         records the models, how answers were read (``parse``), zoom, imagery providers and
-        attribution, missing tiles and chips that failed. No entity gives an empty frame with the
-        same columns and CRS.
+        attribution, missing tiles and chips that failed (and ``mask`` the path of ``mask_out``).
+        No entity gives an empty frame with the same columns and CRS.
     """
     from .engine import Job, warn_failed
+    from .mask_raster import check_mask_path, write_entity_mask
     from .results import check_result_path, write_result
 
     queries = check_queries(query)
     run = ChipRun(chip_size, overlap, batch_size, generation)
     out = None if out is None else check_result_path(out)  # before any work
+    mask_out = None if mask_out is None else check_mask_path(mask_out)
     engine = resolve_engine(engine)
     target, source = prepare(area_or_pair, imagery=imagery, zoom=zoom, max_area_km2=max_area_km2, **settings)
     if reasoner is None:
@@ -154,7 +164,11 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         outcome = engine.run(job)
         outcome.raise_if_nothing_worked()
         result = collect(store, queries, grid, min_area_m2=min_area_m2, simplify_m=simplify_m)
+        if mask_out is not None:
+            write_entity_mask(store, grid, queries, mask_out)
     result.attrs.update(result_attrs(target, source, reasoner, run, queries, outcome, engine))
+    if mask_out is not None:
+        result.attrs["mask"] = str(mask_out)
     warn_failed(outcome)
     if out is not None:
         write_result(result, out)
@@ -192,7 +206,7 @@ def prepare(area_or_pair, *, imagery=None, zoom=None, max_area_km2=None, **setti
     source = ImagerySource.coerce(imagery, **{k: v for k, v in settings.items() if k in IMAGERY_FIELDS})
     if _is_pair(area_or_pair):
         return area_or_pair, source
-    area = Area.coerce(area_or_pair, zoom, max_area_km2=max_area_km2)
+    area = source.choose_zoom(Area.coerce(area_or_pair, zoom, max_area_km2=max_area_km2))
     source.check(area.zoom)  # a typo in a provider fails before the models load
     return area, source
 

@@ -1,4 +1,5 @@
-"""Helpers for testing code that uses sociogeo, offline: a loopback tile server and tiny models.
+"""Helpers for testing code that uses sociogeo, offline: loopback tile and file (HTTP Range)
+servers and tiny models.
 
 Names are resolved lazily so that importing :mod:`sociogeo.testing` stays cheap.
 """
@@ -10,6 +11,7 @@ import importlib
 # public name -> module that defines it
 _LAZY = {
     "TileServer": "sociogeo.testing.tileserver",
+    "FileServer": "sociogeo.testing.fileserver",
     "Fault": "sociogeo.testing.tileserver",
     "RequestRecord": "sociogeo.testing.tileserver",
     "make_tiny_models": "sociogeo.testing.tiny",
