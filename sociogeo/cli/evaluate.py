@@ -48,6 +48,14 @@ def add(subparsers, parents) -> None:
                         "one get a level guessed from the query (default 'level'; 'none' to always guess)")
     p.add_argument("--csv", default="evaluation.csv", help="per-sample results")
     p.add_argument("--offline", action="store_true", help="never touch the network")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: batches on Ray actors, one copy of the models "
+                        "each (the same numbers as locally)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--num-actors", type=int, default=1, help="with --engine ray: model actors (default 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=None,
+                   help="with --engine ray: GPUs per model actor (default 1 when the cluster has GPUs, else 0)")
     p.set_defaults(handler=run)
 
 
@@ -67,7 +75,7 @@ def _seeds(text: str) -> list[int] | int:
 def run(args) -> int:
     """``sociogeo evaluate``: score the reasoner, print the table and write the per-sample CSV; returns 0."""
     from ..datasets.socioseg import load_socioseg
-    from ..reasoner.model import SocioReasoner
+    from ..reasoner.model import ReasonerSpec
     from ..train.evaluate import decoding, evaluate, evaluate_seeds
 
     if args.max_new_tokens < 1:
@@ -75,14 +83,27 @@ def run(args) -> int:
     level_column = None if str(args.level_column).lower() == "none" else args.level_column
     data = load_socioseg(args.data, args.split, limit=args.limit, level_column=level_column)
     generation = decoding(greedy=args.greedy, seed=args.seed, max_new_tokens=args.max_new_tokens)
-    reasoner = SocioReasoner.from_pretrained(args.vlm, args.sam, device=args.device, offline=args.offline or None,
-                                             generation=generation, parse=args.parse)
+    engine = None
+    spec = ReasonerSpec(args.vlm, args.sam, device=args.device, offline=args.offline or None, generation=generation,
+                        parse=args.parse)
+    if args.engine == "ray":
+        from ..pipeline.ray_engine import RayEngine
+
+        engine = RayEngine(address=args.ray_address, num_actors=args.num_actors, gpus_per_actor=args.gpus_per_actor)
+        reasoner = spec
+    else:
+        given = [f for f, v in (("--ray-address", args.ray_address), ("--gpus-per-actor", args.gpus_per_actor))
+                 if v is not None] + (["--num-actors"] if args.num_actors != 1 else [])
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --engine ray")
+        reasoner = spec.load()
     if args.seeds is not None:
         seeds = list(range(args.seed, args.seed + args.seeds)) if isinstance(args.seeds, int) else args.seeds
         result = evaluate_seeds(reasoner, data, seeds, batch_size=args.batch_size, csv_path=args.csv,
-                                max_new_tokens=args.max_new_tokens)
+                                max_new_tokens=args.max_new_tokens, engine=engine)
     else:
-        result = evaluate(reasoner, data, batch_size=args.batch_size, csv_path=args.csv, generation=generation)
+        result = evaluate(reasoner, data, batch_size=args.batch_size, csv_path=args.csv, generation=generation,
+                          engine=engine)
     print(result.table(label=f"{_short(args.vlm)}"))
     if args.parse != "strict":
         print("Answers read with parse='repair' (sociogeo's tolerant parser), not as the release reads them.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,28 @@ class RayEngine:
                 self._pass(ray, job, [(task, failed[task.chip_id]) for task, _ in units if task.chip_id in failed],
                            1, sink, final=True)
         return outcome
+
+    def predict_batches(self, reasoner, samples, batches: list[list[int]], generation):
+        """``(indices, predictions)`` for each batch of sample indices, in the order given, each batch
+        run as one ``predict_batch`` call on a model actor (so decoding, sampled included, is the
+        local run's). ``samples`` is a sequence readable by index in every actor.
+        """
+        ray = self._connect()
+        dataset = ray.data.from_items([{"batch": i} for i in range(len(batches))],
+                                      override_num_blocks=max(1, min(len(batches), 32 * self.num_actors)))
+        results = dataset.map_batches(
+            _PredictSamples,
+            fn_constructor_kwargs={"reasoner": reasoner, "samples": samples, "batches": batches,
+                                   "generation": generation, "vlm_urls": self.vlm_urls},
+            batch_size=1, concurrency=self.num_actors, num_gpus=self._gpus(ray), num_cpus=self.cpus_per_actor,
+        )
+        done: dict[int, list] = {}
+        following = 0
+        for row in results.iter_rows():
+            done[int(row["batch"])] = pickle.loads(row["predictions"])
+            while following in done:  # hand batches back in order
+                yield batches[following], done.pop(following)
+                following += 1
 
     def _connect(self):
         ray = require("ray", purpose=_PURPOSE)
@@ -244,6 +267,26 @@ class _ReasonChips:
         for task, query, error in failed:
             records.append({"query": query, **task.as_dict(), "status": "failed", "error": error})
         return _columns(records)
+
+
+class _PredictSamples(_ReasonChips):
+    """Ray actor: runs batches of dataset samples (by index) through the reasoner."""
+
+    def __init__(self, reasoner, samples, batches, generation, vlm_urls=()):
+        super().__init__(reasoner, None, generation, vlm_urls)
+        self.samples, self.batches = samples, batches
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"batch": [], "predictions": []}
+        for i in batch["batch"]:
+            chosen = [self.samples[j] for j in self.batches[int(i)]]
+            preds = self.reasoner.predict_batch([s.map_image for s in chosen], [s.satellite_image for s in chosen],
+                                                [s.query for s in chosen], generation=self.generation)
+            for p in preds:
+                p.stage1_mask = None  # not scored; keeps what travels back small
+            out["batch"].append(int(i))
+            out["predictions"].append(pickle.dumps(preds))
+        return {"batch": np.array(out["batch"]), "predictions": np.array(out["predictions"], dtype=object)}
 
 
 def _task_keys() -> tuple[str, ...]:

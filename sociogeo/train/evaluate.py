@@ -166,7 +166,7 @@ def levels_line(records: list[dict]) -> str:
 
 def evaluate(  # noqa: PLR0913 (keyword-only settings of the public function)
     reasoner, samples: Iterable, *, batch_size: int = 4, limit: int | None = None, csv_path=None,
-    generation: GenerationConfig | None = None, greedy: bool = False, seed: int | None = 0,
+    generation: GenerationConfig | None = None, greedy: bool = False, seed: int | None = 0, engine=None,
 ) -> Evaluation:
     """Run ``reasoner`` on SocioSeg-style samples (anything with ``id``, ``query``, ``map_image``,
     ``satellite_image``, ``mask``, ``level``) and score the final masks against the labels.
@@ -175,15 +175,20 @@ def evaluate(  # noqa: PLR0913 (keyword-only settings of the public function)
     with ``seed`` (recorded in the result). ``greedy=True`` decodes greedily; ``generation`` sets
     any other :class:`~sociogeo.reasoner.vlm.base.GenerationConfig`. Per-sample records go to
     ``csv_path`` as they are produced (so a long run leaves results behind even if interrupted).
+
+    ``engine``: None runs here; a :class:`~sociogeo.pipeline.ray_engine.RayEngine` runs the batches
+    on Ray actors (``reasoner`` may then be a :class:`~sociogeo.reasoner.model.ReasonerSpec` each
+    actor loads). The batches are the ones a local run makes, with the same decoding, so the
+    numbers are the local run's, sampled decoding included.
     """
     gen = decoding(generation, greedy=greedy, seed=seed)
     with _csv(csv_path) as write:
-        return _run(reasoner, samples, gen, batch_size=batch_size, limit=limit, write=write)
+        return _run(reasoner, samples, gen, batch_size=batch_size, limit=limit, write=write, engine=engine)
 
 
 def evaluate_seeds(  # noqa: PLR0913 (keyword-only settings of the public function)
     reasoner, samples: Sequence, seeds: int | Sequence[int] = 3, *, batch_size: int = 4, limit: int | None = None,
-    csv_path=None, max_new_tokens: int = 2048,
+    csv_path=None, max_new_tokens: int = 2048, engine=None,
 ) -> SeedEvaluation:
     """The paper's protocol repeated over several seeds: ``seeds`` is a count (seeds 0, 1, ...)
     or the list of seeds. ``samples`` must be a sequence (it is read once per seed). Records of
@@ -201,7 +206,8 @@ def evaluate_seeds(  # noqa: PLR0913 (keyword-only settings of the public functi
     with _csv(csv_path) as write:
         for s in seed_list:
             gen = GenerationConfig.released(max_new_tokens, seed=s)
-            out.runs.append(_run(reasoner, samples, gen, batch_size=batch_size, limit=limit, write=write))
+            out.runs.append(_run(reasoner, samples, gen, batch_size=batch_size, limit=limit, write=write,
+                                 engine=engine))
     return out
 
 
@@ -229,21 +235,32 @@ class _csv:
             self.handle.close()
 
 
-def _run(reasoner, samples, generation: GenerationConfig, *, batch_size: int, limit, write) -> Evaluation:
+def _run(reasoner, samples, generation: GenerationConfig, *, batch_size: int, limit, write,  # noqa: PLR0913
+         engine=None) -> Evaluation:
     scores = Scores()
     records: list[dict] = []
     seed = generation.seed if generation.do_sample else None
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
 
-    def run(batch):
-        preds = reasoner.predict_batch(
-            [s.map_image for s in batch], [s.satellite_image for s in batch], [s.query for s in batch],
-            generation=generation,
-        )
+    def score(batch, preds):
         for s, p in zip(batch, preds):
             record = _score(scores, s, p)
             record["seed"] = "" if seed is None else seed
             records.append(record)
             write(record)
+
+    if engine is not None and getattr(engine, "name", "local") != "local":
+        if not hasattr(samples, "__getitem__") or not hasattr(samples, "__len__"):
+            raise ConfigError("a distributed evaluation reads samples by index; pass a sequence (a list or a "
+                              "SocioSegDataset), not an iterator")
+        n = len(samples) if limit is None else min(len(samples), limit)
+        batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+        with progress(total=n, desc="evaluating (ray)", unit="sample") as bar:
+            for indices, preds in engine.predict_batches(reasoner, samples, batches, generation):
+                score([samples[i] for i in indices], preds)
+                bar.update(len(indices))
+        return Evaluation(scores, records, generation, getattr(reasoner, "parse", "strict"))
 
     batch = []
     items = samples if limit is None else _take(samples, limit)
@@ -253,11 +270,16 @@ def _run(reasoner, samples, generation: GenerationConfig, *, batch_size: int, li
     for s in progress(items, total=total, desc="evaluating", unit="sample"):
         batch.append(s)
         if len(batch) >= batch_size:
-            run(batch)
+            score(batch, _predict(reasoner, batch, generation))
             batch = []
     if batch:
-        run(batch)
+        score(batch, _predict(reasoner, batch, generation))
     return Evaluation(scores, records, generation, getattr(reasoner, "parse", "strict"))
+
+
+def _predict(reasoner, batch, generation):
+    return reasoner.predict_batch([s.map_image for s in batch], [s.satellite_image for s in batch],
+                                  [s.query for s in batch], generation=generation)
 
 
 def _score(scores: Scores, sample, prediction) -> dict:
