@@ -239,7 +239,15 @@ class TileFetcher:
             except requests.Timeout:
                 failure = TileFailure(z, x, y, f"timed out after {self.timeout_s:g} s", "network")
             except requests.ConnectionError as exc:
+                if _unresolvable(exc):
+                    # no name server answers for the host: asking again will not help (offline machine)
+                    return TileFailure(z, x, y, f"cannot resolve {_host(url)} ({_root_cause(exc)}): no network, "
+                                       "or a mistyped host; offline, use a filled tile cache with offline mode "
+                                       "(offline=True, --offline)", "network")
                 failure = TileFailure(z, x, y, f"cannot connect to {_host(url)} ({_root_cause(exc)})", "network")
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+                # the connection dropped mid-body (a reset): like a 5xx, worth another try
+                failure = TileFailure(z, x, y, f"connection lost while reading ({_root_cause(exc)})", "network")
             except requests.RequestException as exc:
                 return TileFailure(z, x, y, f"request failed: {exc}", "network")
             else:
@@ -455,6 +463,20 @@ def _root_cause(exc: Exception) -> str:
     if match:
         return match.group(0).strip()
     return type(exc).__name__
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a connection error is a failed host-name lookup (anywhere in its chain of causes)."""
+    import socket
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror) or type(exc).__name__ == "NameResolutionError":
+            return True
+        exc = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(exc.args[0], BaseException)
+                                                   else getattr(exc, "reason", None))
+    return False
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -176,7 +176,7 @@ def load_features(bounds, tags: dict, *, source=None) -> gpd.GeoDataFrame:
     if source is None:
         features = _overpass(
             lambda ox: ox.features_from_bbox(bounds, tags=tags),
-            what=f"features tagged {tags}",
+            what=_tags_text(tags),
             empty_ok=True,
         )
         features = _empty_features() if features is None else _from_osmnx(features)
@@ -386,6 +386,7 @@ def _overpass(call, *, what: str, empty_ok: bool):
     ox = require("osmnx", purpose="downloading OpenStreetMap data from Overpass")
     import requests
 
+    _check_resolvable(ox.settings.overpass_url, what, hint)
     with _osmnx_settings(ox):
         try:
             return call(ox)
@@ -401,6 +402,33 @@ def _overpass(call, *, what: str, empty_ok: bool):
             raise OSMDataError(f"the Overpass request for {what} failed: {exc}. {hint}") from exc
         except ValueError as exc:  # osmnx's other refusals, e.g. no graph nodes inside the bounds
             raise OSMDataError(f"osmnx could not build {what} from Overpass data: {exc}") from exc
+
+
+def _tags_text(tags: dict) -> str:
+    """``features tagged {...}`` for messages, the keys only when the filter is long."""
+    text = f"features tagged {tags}"
+    if len(text) <= 120:
+        return text
+    keys = list(tags)
+    return f"features with {len(keys)} tag keys ({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})"
+
+
+def _check_resolvable(url: str, what: str, hint: str) -> None:
+    """OSMDataError at once when the Overpass host's name does not resolve: osmnx would otherwise
+    wait out a 60-second rate-limit pause before its request fails."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise OSMDataError(
+            f"cannot download {what}: the Overpass host {host} does not resolve ({exc}); the machine seems "
+            f"to be offline. {hint}"
+        ) from exc
 
 
 @contextmanager

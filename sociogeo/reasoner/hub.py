@@ -11,13 +11,25 @@ from pathlib import Path
 _UNUSED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf", ".ot")
 
 
-def is_hub_id(name) -> bool:
-    """True for ``owner/name`` strings that are not an existing local path."""
+def looks_local(name) -> bool:
+    """Whether ``name`` is meant as a local path rather than a hub id: a path object, an absolute,
+    home- or dot-relative path, more than one ``/``, a backslash, or an ``owner/name`` whose first
+    part is an existing local folder (``models/vlm`` next to a ``models`` folder)."""
+    import os
+
+    if isinstance(name, os.PathLike):
+        return True
     text = str(name)
-    return (
-        text.count("/") == 1 and not text.startswith((".", "/", "~", "http://", "https://"))
-        and not Path(text).expanduser().exists()
-    )
+    if text.startswith(("http://", "https://")):
+        return False
+    if text.startswith(("/", "./", "../", "~", ".\\")) or text in (".", "..") or "\\" in text or text.count("/") > 1:
+        return True
+    return Path(text).expanduser().exists() or (text.count("/") == 1 and Path(text.split("/")[0]).is_dir())
+
+
+def is_hub_id(name) -> bool:
+    """True for ``owner/name`` strings that are not meant as a local path (:func:`looks_local`)."""
+    return str(name).count("/") == 1 and not looks_local(name)
 
 
 def probe_weights(repo_ids, *, cache_dir=None) -> dict[str, int | None]:

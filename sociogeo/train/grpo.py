@@ -40,6 +40,9 @@ def train_grpo(cfg: GRPOConfig, *, resume_from=None, vlm=None, sam=None, log=pri
     policy = load_policy(cfg, need_reference=cfg.kl_coef > 0, vlm=vlm)
     acc = policy.accelerator
     if sam is None:
+        from ..reasoner.hub import announce_downloads
+
+        announce_downloads([cfg.sam], cache_dir=cfg.cache_dir)
         sam = load_sam(cfg.sam, device=acc.device, **({"cache_dir": cfg.cache_dir} if cfg.cache_dir else {}))
     data = load_training_data(cfg.data)
     out_dir = Path(cfg.output_dir)

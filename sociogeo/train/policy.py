@@ -62,6 +62,9 @@ def load_policy(cfg, *, need_reference: bool, vlm=None) -> Policy:
     accelerator = accelerate.Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda)
     accelerate.utils.set_seed(cfg.seed)
     if vlm is None:
+        from ..reasoner.hub import announce_downloads
+
+        announce_downloads([cfg.model], cache_dir=cfg.cache_dir)  # unreachable: an error in seconds, not minutes
         vlm = TransformersVLM.from_pretrained(
             cfg.model, device=accelerator.device, dtype=torch.bfloat16 if bf16 else torch.float32,
             cache_dir=cfg.cache_dir, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,

@@ -133,10 +133,9 @@ def image_model_config(config):
 
 
 def _looks_like_path(name_or_path) -> bool:
-    text = str(name_or_path)
-    return isinstance(name_or_path, os.PathLike) or text.startswith(("/", "./", "../", "~", "\\")) or (
-        os.sep != "/" and os.sep in text
-    )
+    from ..hub import looks_local
+
+    return looks_local(name_or_path)
 
 
 def _not_found(name_or_path, exc: BaseException) -> ModelNotFoundError:

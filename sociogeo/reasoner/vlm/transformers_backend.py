@@ -272,8 +272,9 @@ def _check_local(name: str) -> str:
     """``name`` unchanged, unless it is clearly meant as a folder and that folder is missing or
     holds no checkpoint.
     """
-    looks_local = os.path.isabs(name) or name.startswith(".") or name.count("/") > 1 or "\\" in name
-    if looks_local and not os.path.isdir(name):
+    from ..hub import looks_local
+
+    if looks_local(name) and not os.path.isdir(name):
         raise ModelNotFoundError(
             f"model folder {name!r} does not exist. Pass the folder of a downloaded checkpoint "
             "(e.g. from `hf download vvangfaye/SocioReasoner-3B --local-dir <folder>`) or a hub id "
