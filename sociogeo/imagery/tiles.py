@@ -225,57 +225,18 @@ class TileFetcher:
 
     def _download(self, z: int, x: int, y: int):
         """``(bytes, Tile)`` or a :class:`TileFailure`, after up to ``retries`` retries."""
-        import requests
-
         url = self.provider.url(z, x, y)
         failure = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self._count("retries")
-            wait = None
             self._count("requests")
-            try:
-                response = self.session.get(url, timeout=self.timeout_s)
-            except requests.Timeout:
-                failure = TileFailure(z, x, y, f"timed out after {self.timeout_s:g} s", "network")
-            except requests.ConnectionError as exc:
-                if _unresolvable(exc):
-                    # no name server answers for the host: asking again will not help (offline machine)
-                    return TileFailure(z, x, y, f"cannot resolve {_host(url)} ({_root_cause(exc)}): no network, "
-                                       "or a mistyped host; offline, use a filled tile cache with offline mode "
-                                       "(offline=True, --offline)", "network")
-                failure = TileFailure(z, x, y, f"cannot connect to {_host(url)} ({_root_cause(exc)})", "network")
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-                # the connection dropped mid-body (a reset): like a 5xx, worth another try
-                failure = TileFailure(z, x, y, f"connection lost while reading ({_root_cause(exc)})", "network")
-            except requests.RequestException as exc:
-                return TileFailure(z, x, y, f"request failed: {exc}", "network")
-            else:
-                status = response.status_code
-                if status == 200:
-                    data = response.content
-                    try:
-                        tile = self._decode(data)
-                    except ValueError as exc:
-                        # a truncated body is usually a dropped connection: worth another try
-                        failure = TileFailure(z, x, y, f"invalid image from the server: {exc}", "invalid")
-                    else:
-                        self._count("downloaded")
-                        return data, tile
-                elif status == 429:
-                    wait = _retry_after_s(response.headers.get("Retry-After"))
-                    if wait is not None and wait > MAX_RETRY_AFTER_S:
-                        return TileFailure(
-                            z, x, y, f"HTTP 429 (rate limited; the server asks to wait {wait:g} s)", "server"
-                        )
-                    failure = TileFailure(z, x, y, "HTTP 429 (rate limited)", "server")
-                elif status >= 500:
-                    failure = TileFailure(z, x, y, f"HTTP {status} ({response.reason or 'server error'})", "server")
-                else:
-                    # 404, 204, 403...: the answer will not change by asking again
-                    reason = "no tile here" if status in (204, 404) else (response.reason or "refused")
-                    kind = "missing" if status in (204, 404) else "server"
-                    return TileFailure(z, x, y, f"HTTP {status} ({reason})", kind)
+            outcome, wait, final = self._attempt(url, z, x, y)
+            if final:  # a tile, or a failure that asking again will not change
+                if not isinstance(outcome, TileFailure):
+                    self._count("downloaded")
+                return outcome
+            failure = outcome
             if attempt < self.retries:
                 backoff = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
                 time.sleep(max(backoff, wait or 0.0))
@@ -283,6 +244,49 @@ class TileFetcher:
         return TileFailure(
             z, x, y, f"{failure.reason}; gave up after {attempts} attempt{'s' * (attempts > 1)}", failure.kind
         )
+
+    def _attempt(self, url: str, z: int, x: int, y: int):
+        """One request: ``(outcome, seconds the server asks to wait, final)``; ``outcome`` is
+        ``(bytes, Tile)`` or a :class:`TileFailure`, ``final`` says not to ask again.
+        """
+        import requests
+
+        try:
+            response = self.session.get(url, timeout=self.timeout_s)
+        except requests.Timeout:
+            return TileFailure(z, x, y, f"timed out after {self.timeout_s:g} s", "network"), None, False
+        except requests.ConnectionError as exc:
+            if _unresolvable(exc):
+                # no name server answers for the host: asking again will not help (offline machine)
+                return TileFailure(z, x, y, f"cannot resolve {_host(url)} ({_root_cause(exc)}): no network, "
+                                   "or a mistyped host; offline, use a filled tile cache with offline mode "
+                                   "(offline=True, --offline)", "network"), None, True
+            return TileFailure(z, x, y, f"cannot connect to {_host(url)} ({_root_cause(exc)})", "network"), None, False
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # the connection dropped mid-body (a reset): like a 5xx, worth another try
+            return TileFailure(z, x, y, f"connection lost while reading ({_root_cause(exc)})", "network"), None, False
+        except requests.RequestException as exc:
+            return TileFailure(z, x, y, f"request failed: {exc}", "network"), None, True
+        status = response.status_code
+        if status == 200:
+            data = response.content
+            try:
+                return (data, self._decode(data)), None, True
+            except ValueError as exc:
+                # a truncated body is usually a dropped connection: worth another try
+                return TileFailure(z, x, y, f"invalid image from the server: {exc}", "invalid"), None, False
+        if status == 429:
+            wait = _retry_after_s(response.headers.get("Retry-After"))
+            if wait is not None and wait > MAX_RETRY_AFTER_S:
+                return TileFailure(z, x, y, f"HTTP 429 (rate limited; the server asks to wait {wait:g} s)",
+                                   "server"), wait, True
+            return TileFailure(z, x, y, "HTTP 429 (rate limited)", "server"), wait, False
+        if status >= 500:
+            return TileFailure(z, x, y, f"HTTP {status} ({response.reason or 'server error'})", "server"), None, False
+        # 404, 204, 403...: the answer will not change by asking again
+        reason = "no tile here" if status in (204, 404) else (response.reason or "refused")
+        return TileFailure(z, x, y, f"HTTP {status} ({reason})", "missing" if status in (204, 404) else "server"), \
+            None, True
 
     def _count(self, name: str) -> None:
         with self._lock:

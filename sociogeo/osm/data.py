@@ -415,7 +415,8 @@ def _tags_text(tags: dict) -> str:
 
 def _check_resolvable(url: str, what: str, hint: str) -> None:
     """OSMDataError at once when the Overpass host's name does not resolve: osmnx would otherwise
-    wait out a 60-second rate-limit pause before its request fails."""
+    wait out a 60-second rate-limit pause before its request fails.
+    """
     import socket
     from urllib.parse import urlparse
 

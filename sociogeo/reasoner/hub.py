@@ -14,7 +14,8 @@ _UNUSED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".
 def looks_local(name) -> bool:
     """Whether ``name`` is meant as a local path rather than a hub id: a path object, an absolute,
     home- or dot-relative path, more than one ``/``, a backslash, or an ``owner/name`` whose first
-    part is an existing local folder (``models/vlm`` next to a ``models`` folder)."""
+    part is an existing local folder (``models/vlm`` next to a ``models`` folder).
+    """
     import os
 
     if isinstance(name, os.PathLike):
