@@ -27,6 +27,26 @@ def _env_flag(name: str, default: bool) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off"}
 
 
+def _env_limit(name: str, default: float) -> float:
+    """A positive number from the environment; a bad value warns and leaves the default (an
+    import must not fail because of an environment variable).
+    """
+    import math
+    import warnings
+
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        warnings.warn(f"{name}={text!r} is not a positive number of km²; using {default:g}", stacklevel=2)
+        return default
+    return value
+
+
 def _default_cache_dir() -> Path:
     if os.environ.get("SOCIOGEO_CACHE_DIR"):
         return Path(os.environ["SOCIOGEO_CACHE_DIR"]).expanduser()
@@ -42,7 +62,7 @@ class Options:
     offline: bool = field(default_factory=lambda: _env_flag("SOCIOGEO_OFFLINE", False))
     cache_dir: Path = field(default_factory=_default_cache_dir)
     max_area_km2: float = field(
-        default_factory=lambda: float(os.environ.get("SOCIOGEO_MAX_AREA_KM2", defaults.MAX_AREA_KM2))
+        default_factory=lambda: _env_limit("SOCIOGEO_MAX_AREA_KM2", defaults.MAX_AREA_KM2)
     )
     # Tile servers ask clients to identify themselves; never pretend to be a browser.
     user_agent: str = f"sociogeo/{_version} (+https://github.com/sociogeo/sociogeo)"
@@ -59,6 +79,7 @@ class Options:
             )
         if name == "cache_dir" and value is not None:
             value = Path(value).expanduser()
+        value = _checked(name, value)
         object.__setattr__(self, name, value)
 
     def offline_requested(self) -> bool:
@@ -79,6 +100,33 @@ class Options:
         finally:
             for k, v in old.items():
                 setattr(self, k, v)
+
+
+# numeric settings: (smallest allowed, whether the smallest is allowed, whole numbers only)
+_NUMBERS = {"max_area_km2": (0.0, False, False), "max_workers": (1, True, True), "timeout_s": (0.0, False, False),
+            "retries": (0, True, True), "backoff_s": (0.0, True, False)}
+
+
+def _checked(name: str, value):
+    """``value`` for setting ``name``, or a ConfigError saying what the setting takes."""
+    import math
+
+    if name not in _NUMBERS:
+        return value
+    low, inclusive, whole = _NUMBERS[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    ok = not isinstance(value, bool) and (number >= low if inclusive else number > low)
+    if whole:
+        ok = ok and math.isfinite(number) and number.is_integer()
+    if not ok:
+        from .errors import ConfigError
+
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"sociogeo.options.{name} must be {kind} {'>=' if inclusive else '>'} {low:g}, got {value!r}")
+    return int(number) if whole else number
 
 
 options = Options()

@@ -96,7 +96,8 @@ class Area:
         from shapely.geometry import box
 
         west, south, east, north = _check_bbox(bbox)
-        return cls._make(box(west, south, east, north), zoom, resolution, max_area_km2, name)
+        # a bbox says west < east itself: its 360°-wide edges (a world bbox) do not wrap
+        return cls._make(box(west, south, east, north), zoom, resolution, max_area_km2, name, bbox=True)
 
     @classmethod
     def from_geometry(
@@ -252,7 +253,7 @@ class Area:
 
     # -- validation ---------------------------------------------------------------------------
     @classmethod
-    def _make(cls, geometry, zoom, resolution, max_area_km2, name) -> Area:
+    def _make(cls, geometry, zoom, resolution, max_area_km2, name, *, bbox: bool = False) -> Area:
         geometry = _check_polygonal(geometry)
         west, south, east, north = geometry.bounds
         _check_bbox((west, south, east, north))
@@ -272,13 +273,16 @@ class Area:
         zoom = int(zoom)
         if not 0 <= zoom <= MAX_ZOOM:
             raise InvalidAreaError(f"zoom must be between 0 and {MAX_ZOOM}, got {zoom}")
-        limit = options.max_area_km2 if max_area_km2 is None else float(max_area_km2)
-        area_km2 = _geod_area_km2(geometry)
-        if limit and area_km2 > limit:
+        if not bbox:
+            _check_wrap(geometry)
+        limit = check_limit(options.max_area_km2 if max_area_km2 is None else max_area_km2)
+        # what gets imaged is the grid over the bounds, not only the polygon: measure both
+        area_km2 = max(_geod_area_km2(geometry), box_area_km2(west, south, east, north))
+        if area_km2 > limit:
             raise AreaTooLargeError(
-                f"the area is {area_km2:.1f} km², above the limit of {limit:g} km². "
-                f"Pass max_area_km2={math.ceil(area_km2)} (or set sociogeo.options.max_area_km2) "
-                "if you mean it, or choose a smaller area."
+                f"the area is {area_km2:,.1f} km² (its bounding box, which is what gets imaged), above the limit "
+                f"of {limit:g} km². Pass max_area_km2={math.ceil(area_km2)} (or set "
+                "sociogeo.options.max_area_km2) if you mean it, or choose a smaller area."
             )
         return cls(geometry=geometry, zoom=zoom, name=name, default_zoom=default_zoom)
 
@@ -330,6 +334,47 @@ class Area:
             f"Area({label}bounds=({w:.5f}, {s:.5f}, {e:.5f}, {n:.5f}), zoom={self.zoom}, "
             f"{self.area_km2:.3f} km², {self.resolution_m:.2f} m/px)"
         )
+
+
+def check_limit(value) -> float:
+    """A size limit in km²: a positive number (``math.inf`` switches the check off), else
+    :class:`~sociogeo.errors.InvalidAreaError`; 0, negative numbers and NaN are refused, not
+    read as "no limit".
+    """
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        limit = math.nan
+    if isinstance(value, bool) or not limit > 0:
+        raise InvalidAreaError(
+            f"max_area_km2 must be a positive number of square kilometres (math.inf for no limit), got {value!r}"
+        )
+    return limit
+
+
+def box_area_km2(west: float, south: float, east: float, north: float) -> float:
+    """Ground area of a longitude/latitude box in km² (on the sphere of the Earth's mean radius):
+    R² x (east - west in radians) x (sin north - sin south).
+    """
+    radius_km = 6371.0088
+    return radius_km**2 * math.radians(east - west) * abs(math.sin(math.radians(north)) - math.sin(math.radians(south)))
+
+
+def _check_wrap(geometry) -> None:
+    """Refuse polygons that wrap around the antimeridian: an edge jumping more than 180° of
+    longitude means the polygon was drawn across ±180°, but as coordinates it spans the globe, so
+    its grid would be the whole world's width.
+    """
+    import shapely
+
+    for ring in shapely.get_rings(shapely.get_parts(geometry)):
+        lon = shapely.get_coordinates(ring)[:, 0]
+        if len(lon) > 1 and (abs(lon[1:] - lon[:-1]) > 180).any():
+            west, _, east, _ = geometry.bounds
+            raise InvalidAreaError(
+                f"the area crosses the antimeridian (±180°): its coordinates span {east - west:.2f}° of longitude "
+                f"(west {west:g}, east {east:g}); this is not supported: split it into two areas at 180°"
+            )
 
 
 def _check_polygonal(geometry):

@@ -52,7 +52,7 @@ def ground_resolution(zoom: int, lat: float, tile_size: int = TILE_SIZE) -> floa
 
 def zoom_for_resolution(metres_per_pixel: float, lat: float, tile_size: int = TILE_SIZE) -> int:
     """The coarsest zoom whose ground resolution at ``lat`` is at least as fine as requested."""
-    if not metres_per_pixel > 0:
+    if not (metres_per_pixel > 0 and math.isfinite(metres_per_pixel)):
         raise ValueError(f"resolution must be a positive number of metres per pixel, got {metres_per_pixel!r}")
     equator = 2 * ORIGIN_SHIFT_M / tile_size * math.cos(math.radians(lat))
     zoom = math.ceil(math.log2(equator / metres_per_pixel) - 1e-9)

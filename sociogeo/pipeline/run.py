@@ -142,6 +142,7 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
 
     queries = check_queries(query)
     run = ChipRun(chip_size, overlap, batch_size, generation)
+    _check_polygon_options(min_area_m2, simplify_m)
     out = None if out is None else check_result_path(out)  # before any work
     mask_out = None if mask_out is None else check_mask_path(mask_out)
     engine = resolve_engine(engine)
@@ -173,6 +174,19 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     if out is not None:
         write_result(result, out)
     return result
+
+
+def _check_polygon_options(min_area_m2, simplify_m) -> None:
+    """ConfigError for a minimum area or tolerance that is not a usable number of metres."""
+    import math
+
+    for name, value, allow_none in (("min_area_m2", min_area_m2, False), ("simplify_m", simplify_m, True)):
+        if value is None and allow_none:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        if not ok:
+            raise ConfigError(f"{name} must be a finite number of {'m²' if name == 'min_area_m2' else 'metres'} "
+                              f">= 0, got {value!r}")
 
 
 def check_queries(query) -> list[str]:
