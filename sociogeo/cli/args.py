@@ -10,8 +10,8 @@ from .. import defaults
 
 def add_area_arguments(p, *, max_area: bool = True) -> None:
     """``--bbox W S E N``, ``--zoom`` and (optionally) ``--max-area-km2``."""
-    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"),
-                   help="west south east north, in degrees (longitude first)")
+    p.add_argument("--bbox", nargs="+", required=True, metavar="W S E N", action=_Bbox,
+                   help="west south east north, in degrees (longitude first); also W,S,E,N")
     p.add_argument("--zoom", type=int, default=None,
                    help=f"XYZ zoom level of the imagery grid (default {defaults.ZOOM}, ~1.2 m/px at the equator; with "
                         "a --satellite raster, the zoom nearest the raster's own resolution). The model was trained "
@@ -52,6 +52,46 @@ def add_imagery_arguments(p, *, map_default: str = defaults.MAP,
     p.add_argument("--offline", action="store_true", help=offline_help)
 
 
+class _Bbox(argparse.Action):
+    """``--bbox W S E N`` or ``--bbox W,S,E,N``: four numbers, longitude first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parts = [p for v in values for p in v.replace(",", " ").split()]
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            parser.error(f"argument --bbox: expected four numbers W S E N (or W,S,E,N), got {' '.join(values)!r}")
+        if len(numbers) != 4:
+            parser.error(f"argument --bbox: expected four numbers W S E N (or W,S,E,N), got {len(numbers)}")
+        _warn_if_swapped(numbers)
+        setattr(namespace, self.dest, numbers)
+
+
+def _warn_if_swapped(bbox: list[float]) -> None:
+    """Warn when the bbox reads better as (south, west, north, east): latitude first, as maps and
+    many web tools write coordinates. Heuristic: both orders are valid boxes, and the other order
+    is much closer to square on the ground (areas people draw are roughly square).
+    """
+    import math
+    import warnings
+
+    west, south, east, north = bbox
+    if not (all(abs(v) <= 90 for v in bbox) and west < east and south < north):
+        return
+
+    def aspect(w, s, e, n):  # ground width / height, as a distance from square on a log scale
+        width = (e - w) * math.cos(math.radians((s + n) / 2))
+        return abs(math.log(max(width, 1e-12) / max(n - s, 1e-12)))
+
+    given, swapped = aspect(west, south, east, north), aspect(south, west, north, east)
+    if given > math.log(1.6) and swapped < given / 3:
+        warnings.warn(
+            f"--bbox {west:g} {south:g} {east:g} {north:g} looks like latitude/longitude order; sociogeo reads "
+            f"west south east north (longitude first): did you mean --bbox {south:g} {west:g} {north:g} {east:g}?",
+            stacklevel=2,
+        )
+
+
 class _Satellite(argparse.Action):
     """``--satellite``: one value, or several (a mosaic of rasters) when repeated."""
 
@@ -88,7 +128,22 @@ def imagery_source(args, *, no_cache: bool = False):
     )
 
 
-def say(args, message: str) -> None:
-    """Print ``message`` unless ``--quiet``."""
-    if not getattr(args, "quiet", False):
+def say(args, message: str, *, always: bool = False) -> None:
+    """Print ``message`` unless ``--quiet``; ``always`` (what was written) prints even then."""
+    if always or not getattr(args, "quiet", False):
         print(message)
+
+
+def report(args, lines) -> None:
+    """Summary lines: all of them, or under ``--quiet`` only those saying what was written."""
+    for line in lines:
+        say(args, line, always=line.startswith("wrote "))
+
+
+def check_output_dir(path: Path, flag: str = "--out") -> Path:
+    """``path`` as a folder that can be created or written, checked before any work (nothing is
+    created here, so a run that fails early leaves no empty folder behind).
+    """
+    from ..pipeline.results import check_writable_folder
+
+    return check_writable_folder(path, flag)

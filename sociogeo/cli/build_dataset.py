@@ -16,7 +16,7 @@ from ..datasets.osm_build import (
     SampleFilters,
     build_dataset,
 )
-from .args import add_area_arguments, add_imagery_arguments, imagery_source, say
+from .args import add_area_arguments, add_imagery_arguments, check_output_dir, imagery_source, say
 
 
 def add(subparsers, parents) -> None:
@@ -65,6 +65,7 @@ def run(args) -> int:
     """``sociogeo build-dataset``: build, print the report; 0 when samples were written, else 1."""
     from ..geo.area import Area
 
+    check_output_dir(args.out)
     area = Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2, name=args.name)
     filters = SampleFilters(min_area_m2=args.min_area_m2, min_pixels=args.min_pixels, edge_policy=args.edge,
                             min_visible=args.min_visible, max_fraction=args.max_fraction)
@@ -74,4 +75,6 @@ def run(args) -> int:
         max_samples=args.max_samples, hf=args.hf, overwrite=args.overwrite,
     )
     say(args, report.summary())
+    if getattr(args, "quiet", False) and report.samples_csv is not None:
+        say(args, f"wrote {report.n_samples} samples to {report.out_dir}", always=True)
     return 0 if report.n_samples else 1

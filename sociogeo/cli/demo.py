@@ -275,11 +275,12 @@ def add(subparsers, parents) -> None:
 
 def run(args) -> int:
     """``sociogeo demo``: the demo prints its own notices and summary, one line each."""
-    from .args import say
+    from .args import check_output_dir, report
     from .segment import check_queries
 
     query = check_queries([args.query])[0]
-    run_demo(args.out, device=args.device, offline=args.offline, query=query, echo=lambda message: say(args, message))
+    out = check_output_dir(args.out)
+    run_demo(out, device=args.device, offline=args.offline, query=query, echo=lambda message: report(args, [message]))
     return 0
 
 

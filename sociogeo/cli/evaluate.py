@@ -24,12 +24,13 @@ def add(subparsers, parents) -> None:
     )
     p.add_argument("--data", default=defaults.SOCIOSEG,
                    help=f"hub id, raw folder or saved dataset (default {defaults.SOCIOSEG})")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split (default test)")
     p.add_argument("--vlm", default=defaults.VLM,
                    help=f"the policy: hub id, folder or server URL (default {defaults.VLM})")
     p.add_argument("--sam", default=defaults.SAM, help=f"SAM: hub id, folder or SAM v1 .pth (default {defaults.SAM})")
-    p.add_argument("--device")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
+                   help=f"samples per model call (default {defaults.BATCH_SIZE})")
     p.add_argument("--limit", type=int, help="evaluate only the first N samples")
     decoding = p.add_mutually_exclusive_group()
     decoding.add_argument("--greedy", action="store_true",
@@ -39,14 +40,15 @@ def add(subparsers, parents) -> None:
                           help="repeat the sampled run over N seeds (--seed, --seed + 1, ...) or the listed "
                                "seeds; prints every run, their mean and standard deviation")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled decoding (default 0; recorded)")
-    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--max-new-tokens", type=int, default=defaults.MAX_NEW_TOKENS,
+                   help=f"longest answer per stage, in tokens (default {defaults.MAX_NEW_TOKENS})")
     p.add_argument("--parse", choices=("strict", "repair"), default="strict",
                    help="read answers as the release does (strict, default) or with sociogeo's tolerant "
                         "parser (repair; its repairs are counted per sample)")
     p.add_argument("--level-column", default="level",
                    help="dataset column (or question.json key) holding each sample's level; samples without "
                         "one get a level guessed from the query (default 'level'; 'none' to always guess)")
-    p.add_argument("--csv", default="evaluation.csv", help="per-sample results")
+    p.add_argument("--csv", default="evaluation.csv", help="per-sample results (default evaluation.csv)")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: batches on Ray actors, one copy of the models "
@@ -78,6 +80,8 @@ def run(args) -> int:
     from ..reasoner.model import ReasonerSpec
     from ..train.evaluate import decoding, evaluate, evaluate_seeds
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     level_column = None if str(args.level_column).lower() == "none" else args.level_column

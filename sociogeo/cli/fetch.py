@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import add_area_arguments, add_imagery_arguments, imagery_source, say
+from .args import add_area_arguments, add_imagery_arguments, check_output_dir, imagery_source, say
 
 
 def add(subparsers, parents) -> None:
@@ -37,14 +37,13 @@ def run(args) -> int:
     from ..imagery.pair import FILENAMES
     from ..imagery.preview import write_preview
 
+    out = check_output_dir(args.out)
     source = imagery_source(args, no_cache=args.no_cache)
     area = source.choose_zoom(Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2))
     # both layers are checked first, so a typo fails before minutes of downloading
     source.check(area.zoom)
     satellite, map_provider = source.providers()
 
-    out = args.out.expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     grid = area.grid
     what = "raster" if source.raster is not None else f"{grid.n_tiles()} tiles per layer"
     say(args, f"{area}: {grid.width} x {grid.height} px, {what}")
@@ -68,8 +67,9 @@ def run(args) -> int:
 
     for result in results:
         note = f", {len(result.missing)} tiles missing" if result.missing else ""
-        say(args, f"wrote {result.path} ({result.provider.name}, {result.valid_fraction:.1%} valid{note})")
+        say(args, f"wrote {result.path} ({result.provider.name}, {result.valid_fraction:.1%} valid{note})",
+            always=True)
     if map_provider is None:
-        say(args, f"wrote {map_path} (rendered from OpenStreetMap data)")
-    say(args, f"wrote {preview}")
+        say(args, f"wrote {map_path} (rendered from OpenStreetMap data)", always=True)
+    say(args, f"wrote {preview}", always=True)
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import ConfigError
-from .args import add_area_arguments, add_imagery_arguments, add_max_area_argument, imagery_source, say
+from .args import add_area_arguments, add_imagery_arguments, add_max_area_argument, imagery_source, report, say
 
 
 def add(subparsers, parents) -> None:
@@ -88,7 +88,7 @@ def run(args) -> int:
     from ..geo.area import Area
     from ..pipeline.mask_raster import check_mask_path
     from ..pipeline.results import check_result_path, preview_path, sidecar_path, summary_lines
-    from ..pipeline.run import segment
+    from ..pipeline.run import ChipRun, check_polygon_options, segment
     from ..reasoner.model import ReasonerSpec
     from ..reasoner.vlm.base import GenerationConfig
 
@@ -98,6 +98,8 @@ def run(args) -> int:
     queries = check_queries(args.query)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    ChipRun(args.chip_size, args.overlap, args.batch_size)  # chip and batch sizes, before any model loads
+    check_polygon_options(args.min_area_m2, args.simplify_m)
     source = imagery_source(args)
     area = source.choose_zoom(Area.from_bbox(args.bbox, zoom=args.zoom, max_area_km2=args.max_area_km2))
     source.check(area.zoom)
@@ -117,8 +119,7 @@ def run(args) -> int:
     if mask_out is not None:
         paths["mask"] = mask_out
     paths["preview"] = write_result_preview(preview_path(out), source, result, grid=grid)
-    for line in summary_lines(result, paths):
-        say(args, line)
+    report(args, summary_lines(result, paths))
     return 0
 
 

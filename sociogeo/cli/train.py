@@ -32,6 +32,7 @@ def run(args) -> int:
         cfg.data.source = args.data
     if args.sam and hasattr(cfg, "sam"):
         cfg.sam = args.sam
+    cfg.validate()  # every setting checked before a model loads
     if type(cfg).__name__ == "GRPOConfig":
         from ..train.grpo import train_grpo
 

@@ -39,7 +39,33 @@ def check_result_path(path) -> Path:
             f"cannot write results to {path.name!r}: unknown extension {path.suffix or '(none)'!r}; "
             f"use one of {', '.join(RESULT_FORMATS)} (GeoPackage, GeoJSON, GeoParquet)"
         )
+    _check_writable_parent(path)
     return path
+
+
+def check_writable_folder(folder, what: str) -> Path:
+    """``folder`` if it is, or could be created as, a writable folder; :class:`ConfigError` naming
+    ``what`` (a flag such as ``--out``, or an argument) otherwise. Creates nothing: a run that fails
+    early leaves no empty folders behind.
+    """
+    import os
+
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the {what} folder {folder}: {existing} is a file; choose another {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the {what} folder {folder}: {existing} is not writable; choose another {what}")
+    return folder
+
+
+def _check_writable_parent(path: Path) -> None:
+    """ConfigError now, not after a whole run, when ``path``'s folder cannot be made or written."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; the output must be a file path such as {path / 'result.gpkg'}")
+    check_writable_folder(path.parent, "output path")
 
 
 def sidecar_path(path) -> Path:

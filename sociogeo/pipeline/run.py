@@ -142,7 +142,7 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
 
     queries = check_queries(query)
     run = ChipRun(chip_size, overlap, batch_size, generation)
-    _check_polygon_options(min_area_m2, simplify_m)
+    check_polygon_options(min_area_m2, simplify_m)
     out = None if out is None else check_result_path(out)  # before any work
     mask_out = None if mask_out is None else check_mask_path(mask_out)
     engine = resolve_engine(engine)
@@ -176,7 +176,7 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     return result
 
 
-def _check_polygon_options(min_area_m2, simplify_m) -> None:
+def check_polygon_options(min_area_m2, simplify_m) -> None:
     """ConfigError for a minimum area or tolerance that is not a usable number of metres."""
     import math
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +57,11 @@ def test_fetch_offline_from_the_cache_and_quiet(tile_server, tmp_path, capsys):
     assert main(["--quiet", *fetch_args(tile_server, tmp_path / "b", "--cache-dir", cache, "--offline")]) == 0
     assert tile_server.n_requests == 0
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    # --quiet drops progress and chatter but still says what was written, one line per file
+    lines = captured.out.splitlines()
+    assert [line.split()[0] for line in lines] == ["wrote"] * 3
+    assert [Path(line.split()[1]).name for line in lines] == ["satellite.tif", "map.tif", "preview.png"]
+    assert captured.err == ""
     assert (tmp_path / "b" / "satellite.tif").read_bytes() == (tmp_path / "a" / "satellite.tif").read_bytes()
 
 
