@@ -117,7 +117,7 @@ class SFTConfig(_Common):
         """Check every setting; returns the config itself, or raises ConfigError naming the bad one."""
         _choice("stages", self.stages, ("both", "single"))
         _positive(self, "epochs", "micro_batch_size", "points_per_box")
-        if self.steps is not None:
+        if self.steps != 0:  # 0 (the default) derives the step count from epochs
             _positive(self, "steps")
         return self
 

@@ -271,6 +271,10 @@ def test_config_errors(tmp_path):
     bad.write_text("method: [grpo")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+    assert load_config("sft").steps == 0  # the default: the step count follows from epochs
+    assert load_config({"method": "sft", "steps": 3}).steps == 3
+    with pytest.raises(ConfigError, match="steps must be a positive integer"):
+        load_config({"method": "sft", "steps": -1})
     release = load_config("grpo_release")
     assert (
         release.prompts_per_step, release.group_size, release.clip, release.kl_coef, release.learning_rate
