@@ -68,13 +68,13 @@ def plot_access(result, column: str = "time_min", ax=None, entities=None, *, cma
 
 
 def plot_isochrones(zones, graph=None, *, entities=None, ax=None, cmap: str = "YlGn_r", figsize=None,
-                    title: str | None = None, street_colour: str = "#555555"):
+                    title: str | None = None, street_colour: str = "#303030"):
     """The regions of :func:`isochrones`, the nearest darkest, over the streets of ``graph``.
 
     ``zones`` is the GeoDataFrame :func:`isochrones` returns (columns ``minutes`` and
     ``geometry``); ``graph`` (optional) the street network it was computed on, drawn as thin
-    lines (one matplotlib ``LineCollection`` with gid ``"streets"``, each street once although a
-    walk graph holds it in both directions); ``entities`` (any CRS) are outlined in black. Draws on
+    dark lines (one matplotlib ``LineCollection`` with gid ``"streets"``, each street once although
+    a walk graph holds it in both directions); ``entities`` (any CRS) are outlined in red. Draws on
     ``ax`` when given, else on a new :class:`matplotlib.figure.Figure`; returns the Figure.
     """
     from matplotlib.figure import Figure
@@ -99,8 +99,8 @@ def plot_isochrones(zones, graph=None, *, entities=None, ax=None, cmap: str = "Y
         handles.append(Line2D([], [], color=street_colour, linewidth=0.6, label="streets"))
     if entities is not None:
         entities = check_frame(entities, "entities").to_crs(zones.crs)
-        entities.plot(ax=ax, facecolor="none", edgecolor="black", linewidth=0.8, zorder=3)
-        handles.append(Line2D([], [], color="black", linewidth=0.8, label="entities"))
+        entities.plot(ax=ax, facecolor="none", edgecolor=_ENTITY_COLOUR, linewidth=1.2, zorder=3)
+        handles.append(Line2D([], [], color=_ENTITY_COLOUR, linewidth=1.2, label="entities"))
     if len(zones) and not zones.geometry.is_empty.all():
         west, south, east, north = zones.total_bounds
         ax.set_xlim(west, east)
@@ -113,13 +113,15 @@ def plot_isochrones(zones, graph=None, *, entities=None, ax=None, cmap: str = "Y
 
 
 def _zone_colours(cmap: str, n: int) -> list:
-    """``n`` colours from ``cmap``, kept away from its very ends (too pale or too dark to read)."""
+    """``n`` colours from ``cmap``, the first the darkest; kept away from its dark end so that the
+    streets drawn over them stay readable, and from its palest end (the white page).
+    """
     import matplotlib
 
-    return [matplotlib.colormaps[cmap](v) for v in np.linspace(0.15, 0.85, n)] if n else []
+    return [matplotlib.colormaps[cmap](v) for v in np.linspace(0.4, 0.9, n)] if n else []
 
 
-def _street_lines(graph, crs, *, colour: str = "#555555", linewidth: float = 0.4):
+def _street_lines(graph, crs, *, colour: str = "#303030", linewidth: float = 0.4):
     """The edges of an osmnx-style ``graph`` as one ``LineCollection`` in ``crs`` (gid "streets").
 
     Each edge's ``geometry`` when it has one, else the straight line between its nodes; an edge
@@ -265,11 +267,12 @@ def access_map(result, column: str = "time_min", *, entities=None, basemap=None,
         data = {"type": "FeatureCollection",
                 "features": [{"type": "Feature", "properties": {}, "geometry": g} for g in shapes]}
         m.add(ipyleaflet.GeoJSON(data=data, name="entities",
-                                 style={"color": "#c62828", "weight": 2, "fill": False}))
+                                 style={"color": _ENTITY_COLOUR, "weight": 2, "fill": False}))
     return m
 
 
 _MAP_PURPOSE = "interactive accessibility maps"
+_ENTITY_COLOUR = "#c62828"
 _SHORT_UNITS = {"time_min": " min", "distance_m": " m", "snap_m": " m"}
 _UNREACHABLE = "#bbbbbb"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
