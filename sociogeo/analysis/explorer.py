@@ -15,6 +15,12 @@ everything instead: a :class:`~sociogeo.errors.SociogeoError` only shows its mes
 line (it says what to do), any other error shows its type and message there and its traceback in
 the widget's log, so a click never ends in a lost traceback.
 
+The log (a plain-text accordion under the map) also lists every run: query, area, chips, result
+count and the files written. A new area resets the progress bar and removes the previous area's
+map image and stage-1 boxes; result layers stay, since ``results`` keeps every run. Queries,
+provider names and the model's text are HTML-escaped wherever the widget shows HTML (popups,
+layer names, status line).
+
 Images never travel through a local tile server: the base maps are the providers' own tiles, and
 the map image the model saw is a small PNG data URL, so the widget works on remote Jupyter too.
 Your own raster as the satellite layer (a GeoTIFF/COG, a STAC item...) is shown the same way: an
@@ -138,6 +144,7 @@ class Explorer:
         self._stage1_boxes: dict = {}  # (query, area key) -> GeoJSON features
         self._boxes_layer = None
         self._split = None
+        self._chips_run = 0
         self.status = ""
 
         self.raster_view = None  # the RasterView showing a raster satellite layer
@@ -171,16 +178,16 @@ class Explorer:
         widgets = require("ipywidgets", purpose=_PURPOSE)
         leafmap = require("leafmap.leafmap", purpose=_PURPOSE)
 
-        self._map_layer = _tile_layer(ipyleaflet, map_provider, name=f"Street map ({map_provider.name})")
+        self._map_layer = _tile_layer(ipyleaflet, map_provider, name=f"Street map ({_html(map_provider.name)})")
         if self.imagery.raster is not None:
             from .raster_view import RasterView
 
-            self.raster_view = RasterView(self.imagery.raster, name=f"Satellite ({sat_provider.name})",
+            self.raster_view = RasterView(self.imagery.raster, name=f"Satellite ({_html(sat_provider.name)})",
                                           offline=self.imagery.offline)
             self._sat_layer = self.raster_view.layer
             base = self._map_layer
         else:
-            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=f"Satellite ({sat_provider.name})")
+            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=f"Satellite ({_html(sat_provider.name)})")
             base = self._sat_layer
         base_name = base.name
         view = {"center": list(center)} if center is not None else {}
@@ -197,7 +204,7 @@ class Explorer:
         if self.raster_view is not None:
             m.observe(self.raster_view.on_bounds, names="bounds")
         for label, provider in extra_providers.items():
-            m.add(_tile_layer(ipyleaflet, provider, name=label))
+            m.add(_tile_layer(ipyleaflet, provider, name=_html(label)))
         # only shapes that make an area: rectangles and polygons
         for tool in ("polyline", "circle", "circlemarker", "marker"):
             setattr(m.draw_control, tool, {})
@@ -299,6 +306,7 @@ class Explorer:
     def _set_area(self, area, *, outline: bool) -> None:
         self._area = area
         self._show_outline(area if outline else None)
+        self._reset_run_view()
         if area is None:
             return
         from ..imagery.chips import DEFAULT_CHIP_SIZE, chip_windows
@@ -310,6 +318,20 @@ class Explorer:
             f"Area: {area.area_km2:.3g} km² at zoom {area.zoom} ({area.resolution_m:.2f} m/px), "
             f"{grid.width} x {grid.height} px, {n} chip(s) of {size} px. Type a query and press Run."
         )
+
+    def _reset_run_view(self) -> None:
+        """Forget the last run's progress, map image and stage-1 boxes: they belong to the old area.
+
+        The result layers stay, since :attr:`results` keeps every run.
+        """
+        self._progress.value = 0
+        self._progress.max = 1
+        self._progress.bar_style = ""
+        self._progress.description = ""
+        if self._overlay is not None:
+            self.map.remove(self._overlay)
+            self._overlay = None
+        self._draw_boxes()
 
     def _show_outline(self, area) -> None:
         """Outline a set area (drawn areas are already visible as drawings)."""
@@ -372,6 +394,8 @@ class Explorer:
         Errors are shown in the status line and raised.
         """
         error = None
+        self._chips_run = 0
+        area = self._area
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # tqdm bars of tiles and chips appear in the widget's log; errors are caught inside it,
@@ -387,11 +411,34 @@ class Explorer:
         if error is not None:
             self._progress.bar_style = "danger"
             self._show_error(error)
+            self._log_run(query, area, error=error)
             raise error
         self._progress.value = self._progress.max
         self._progress.bar_style = "success"
         self._report(query, frame, caught)
+        self._log_run(query, area, frame=frame)
         return frame
+
+    def _log_run(self, query, area, *, frame=None, error=None) -> None:
+        """A few lines in the widget's log saying what ran: query, area, chips, result, files written."""
+        lines = [f"[{_dt.datetime.now():%H:%M:%S}] run {query!r}"]
+        if area is not None:
+            west, south, east, north = area.bounds
+            lines.append(f"  area: {west:.5f}, {south:.5f}, {east:.5f}, {north:.5f} (W, S, E, N degrees), "
+                         f"{area.area_km2:.3g} km² at zoom {area.zoom}, {area.grid.width} x {area.grid.height} px")
+        lines.append(f"  chips: {self._chips_run} of {self._progress.max}")
+        if error is not None:
+            lines.append(f"  failed: {type(error).__name__}: {error}")
+        else:
+            lines.append(f"  result: {len(frame)} polygon(s), {frame['area_m2'].sum():,.0f} m²")
+            written = _written_files(self.segment_kwargs)
+            files = ", ".join(written) if written else "none (explorer.export() writes them)"
+            lines.append(f"  files written: {files}")
+        self._write_log(lines)
+
+    def _write_log(self, lines: list[str]) -> None:
+        # plain text (a stream output), never HTML: queries and model text need no escaping there
+        self._log.append_stdout("\n".join(lines) + "\n")
 
     def _run(self, query):
         from ..imagery.pair import fetch_pair
@@ -417,6 +464,7 @@ class Explorer:
         boxes: list[dict] = []
 
         def on_chip(chip, q, prediction):
+            self._chips_run += 1
             self._advance(1)
             boxes.extend(_box_features(chip, q, prediction))
 
@@ -512,7 +560,7 @@ class Explorer:
         for feature in data["features"]:
             if warning:
                 feature["properties"]["warning"] = warning
-        name = f"{query} ({len(rows)})"
+        name = f"{_html(query)} ({len(rows)})"  # the layers control shows names as HTML
         layer = self._result_layers.get(query)
         if layer is None:
             layer = ipyleaflet.GeoJSON(
@@ -528,10 +576,16 @@ class Explorer:
             layer.name = name
 
     def _draw_boxes(self) -> None:
-        """One layer ("Stage-1 boxes") with every run's stage-1 boxes as dashed outlines."""
+        """One layer ("Stage-1 boxes") with the stage-1 boxes of every run in the current area, as
+        dashed outlines (empty after a new area is set, until its first run).
+        """
         ipyleaflet = require("ipyleaflet", purpose=_PURPOSE)
-        data = {"type": "FeatureCollection", "features": [f for fs in self._stage1_boxes.values() for f in fs]}
+        key = None if self._area is None else _area_key(self._area)
+        features = [f for (_, area_key), fs in self._stage1_boxes.items() if area_key == key for f in fs]
+        data = {"type": "FeatureCollection", "features": features}
         if self._boxes_layer is None:
+            if not features:
+                return  # no layer until there is something to show
             self._boxes_layer = ipyleaflet.GeoJSON(
                 data=data, name="Stage-1 boxes",
                 style={"color": "#1f3fbf", "weight": 1.5, "dashArray": "4 3", "fill": False},
@@ -613,11 +667,14 @@ class Explorer:
                 path = Path.cwd() / f"{EXPORT_BASENAME}_{stamp}.gpkg"
             from ..pipeline.results import write_result
 
-            path = write_result(self.results, path)["result"]
+            written = write_result(self.results, path)
         except Exception as exc:
             self._show_error(exc)
             raise
+        path = written["result"]
         self._set_status(f"Exported {len(self.results)} polygon(s) to {path}", "success")
+        self._write_log([f"[{_dt.datetime.now():%H:%M:%S}] export: {len(self.results)} polygon(s)",
+                         f"  files written: {path}, {written['metadata']}"])
         return path
 
     def __repr__(self) -> str:
@@ -715,6 +772,23 @@ def _check_segment_kwargs(kwargs: dict) -> None:
             f"Explorer got unknown option(s) {', '.join(unknown)}{hint}; options passed on to "
             f"sociogeo.segment are: {', '.join(sorted(allowed))}"
         )
+
+
+def _html(text) -> str:
+    """``text`` safe inside HTML (layer names, which Leaflet's layers control shows as HTML)."""
+    return html.escape(str(text))
+
+
+def _written_files(segment_kwargs: dict) -> list[str]:
+    """The files sociogeo.segment writes with these options: ``out`` and its sidecar, ``mask_out``."""
+    from ..pipeline.results import sidecar_path
+
+    files = []
+    if segment_kwargs.get("out") is not None:
+        files += [str(segment_kwargs["out"]), str(sidecar_path(Path(segment_kwargs["out"])))]
+    if segment_kwargs.get("mask_out") is not None:
+        files.append(str(segment_kwargs["mask_out"]))
+    return files
 
 
 def _area_key(area) -> tuple:

@@ -825,7 +825,8 @@ class _SampleWriter:
         rows = features.iloc[[t.index for t in kept]]
         targets = [
             {
-                "osm_id": osm_id, "name": name, "socio_class": cls, "socio_function": fn,
+                "osm_id": osm_id, "name": _text_or_none(name), "socio_class": _text_or_none(cls),
+                "socio_function": _text_or_none(fn),
                 "visible_fraction": round(t.visible, 4), "cut_by_edge": t.cut, "pixels": t.pixels,
             }
             for t, osm_id, name, cls, fn in zip(kept, rows["osm_id"], rows["name"], rows["socio_class"],
@@ -864,6 +865,11 @@ class _SampleWriter:
             })
 
 
+def _text_or_none(value) -> str | None:
+    """An OSM tag value for JSON: a missing one (None, or pandas' NaN for an untagged polygon) is None."""
+    return value if isinstance(value, str) and value else None
+
+
 def _write_csv(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -897,7 +903,8 @@ def _write_build_json(path: Path, report: BuildReport, area, pair, *, parameters
         "skipped": report.skipped,
         "truncated": report.truncated,
     }
-    path.write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+    # allow_nan=False: NaN is not JSON (JSON.parse and strict parsers refuse it), so a NaN fails here
+    path.write_text(json.dumps(info, ensure_ascii=False, indent=1, allow_nan=False), encoding="utf-8")
     return path
 
 

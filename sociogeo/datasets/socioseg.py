@@ -304,7 +304,9 @@ def write_raw(
             meta["level"] = s.level
         if extra is not None:
             meta.update(extra(s))
-        (d / "question.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        # standard JSON only: a NaN in ``extra`` fails here instead of writing a file JSON.parse refuses
+        (d / "question.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1, allow_nan=False),
+                                         encoding="utf-8")
     return out
 
 

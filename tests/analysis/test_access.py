@@ -4,7 +4,9 @@ against independent computations: brute-force nearest nodes and networkx's own D
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import re
 import warnings
 
 import geopandas as gpd
@@ -16,6 +18,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, box
 
+import sociogeo
 from sociogeo import access
 from sociogeo.errors import ConfigError, OSMDataError
 from sociogeo.geo.area import Area
@@ -436,6 +439,36 @@ def test_plot_access(walk_result, schools):
     assert [t.get_text() for t in legend.get_texts()] == ["unreachable (5)"]
 
 
+def test_plot_isochrones_shows_the_streets(schools, walk):
+    from matplotlib.collections import LineCollection
+
+    zones = access.isochrones(schools, walk, [5, 10])
+    fig = access.plot_isochrones(zones, walk, entities=schools)
+    ax = fig.axes[0]
+    (streets,) = [c for c in ax.collections if c.get_gid() == "streets"]
+    assert isinstance(streets, LineCollection)
+    # every street once (the walk graph holds each in both directions), along its own geometry
+    undirected = {(min(u, v), max(u, v), k): d["geometry"] for u, v, k, d in walk.edges(keys=True, data=True)}
+    segments = streets.get_segments()
+    assert len(segments) == len(undirected)
+    ends = {tuple(np.round(seg[i], 9)) for seg in segments for i in (0, -1)}
+    nodes = {(round(d["x"], 9), round(d["y"], 9)) for _, d in walk.nodes(data=True)}
+    assert ends <= nodes  # zones and graph are both EPSG:4326 here: lines end on the nodes
+    assert sum(len(seg) for seg in segments) == sum(len(g.coords) for g in undirected.values())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["5 min", "10 min", "streets", "entities"]
+    fig.canvas.draw()
+
+    # in another CRS the streets are reprojected with the zones
+    utm = access.plot_isochrones(zones.to_crs(UTM), walk).axes[0]
+    (lines,) = [c for c in utm.collections if c.get_gid() == "streets"]
+    to_utm = Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    first = next(iter(undirected.values()))
+    x, y = to_utm.transform(*first.coords[0])
+    assert any(np.allclose(seg[0], (x, y), atol=1e-3) or np.allclose(seg[-1], (x, y), atol=1e-3)
+               for seg in lines.get_segments())
+
+
 def test_access_layer(walk_result):
     ipyleaflet = pytest.importorskip("ipyleaflet")
     from matplotlib import colormaps
@@ -452,3 +485,67 @@ def test_access_layer(walk_result):
     zero = next(f for f in features if f["properties"]["time_min"] == 0)
     assert zero["properties"]["style"]["fillColor"] == to_hex(colormaps["viridis_r"](0.0))
     assert features[1]["geometry"]["type"] in ("Polygon", "MultiPolygon")  # footprints
+
+
+def _tile_urls(m) -> list[str]:
+    """Every tile URL the browser would fetch for map ``m``: read from the widget state it sends
+    (defaults included: a TileLayer without a url of its own shows OpenStreetMap's tiles)."""
+    from ipywidgets.embed import dependency_state
+
+    state = dependency_state([m], drop_defaults=False)
+    return [w["state"]["url"] for w in state.values() if w["model_name"] == "LeafletTileLayerModel"]
+
+
+def test_access_map_has_a_legend_of_its_colour_scale(walk_result, schools, tile_server):
+    ipyleaflet = pytest.importorskip("ipyleaflet")
+    pytest.importorskip("leafmap")
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    partial = walk_result.copy()
+    partial.loc[partial.index[0], "time_min"] = np.nan
+    m = access.access_map(partial, entities=schools, vmax=10, basemap=tile_server.url_template("map"))
+    (legend,) = [c for c in m.controls if isinstance(c, ipyleaflet.LegendControl)]
+    ramp = colormaps["viridis_r"]
+    longer = "≥ " if partial["time_min"].max() > 10 else ""
+    expected = {f"{v} min": to_hex(ramp(v / 10)) for v in (0, 2, 4, 6, 8)}
+    expected[f"{longer}10 min"] = to_hex(ramp(1.0))
+    expected["unreachable"] = "#bbbbbb"
+    assert legend.legend == expected
+    assert "travel time" in legend.title
+    # the legend's colours are the layer's: a building at 0 min wears the legend's "0 min" colour
+    (layer,) = [la for la in m.layers if isinstance(la, ipyleaflet.GeoJSON) and la.name != "entities"]
+    zero = next(f for f in layer.data["features"] if f["properties"]["time_min"] == 0)
+    assert zero["properties"]["style"]["fillColor"] == legend.legend["0 min"]
+    (outlines,) = [la for la in m.layers if isinstance(la, ipyleaflet.GeoJSON) and la.name == "entities"]
+    assert len(outlines.data["features"]) == len(schools)
+    west, south, east, north = partial.to_crs("EPSG:4326").total_bounds
+    assert south <= m.center[0] <= north and west <= m.center[1] <= east
+
+    # without vmax the scale ends at the largest time, and that end is labelled
+    top = float(np.nanmax(partial["time_min"]))
+    (legend,) = [c for c in access.access_map(partial, basemap=tile_server.url_template("map")).controls
+                 if isinstance(c, ipyleaflet.LegendControl)]
+    assert list(legend.legend)[-2] == f"{top:.3g} min" and legend.legend[f"{top:.3g} min"] == to_hex(ramp(1.0))
+
+
+def test_access_map_offline_fetches_no_remote_tiles(walk_result, tile_server):
+    pytest.importorskip("leafmap")
+    local = tile_server.url_template("map")
+    m = access.access_map(walk_result, basemap=local, offline=True)
+    assert _tile_urls(m) == [local]
+    # nothing else in what the browser gets points off this machine (no search box, no CDN tiles)
+    from ipywidgets.embed import dependency_state
+
+    sent = json.dumps(dependency_state([m], drop_defaults=False))
+    assert set(re.findall(r"https?://[^\s\"']+", sent)) == {local}
+
+    bare = access.access_map(walk_result, offline=True)  # no local tiles: no base layer at all
+    assert _tile_urls(bare) == []
+    with sociogeo.options.context(offline=True):  # the package-wide switch works the same
+        assert _tile_urls(access.access_map(walk_result)) == []
+    with pytest.raises(ConfigError, match="basemap"):
+        access.access_map(walk_result, basemap="OpenStreetMap.Mapnik", offline=True)
+    # online, the default basemap is OpenStreetMap's tiles
+    online = _tile_urls(access.access_map(walk_result, offline=False))
+    assert len(online) == 1 and "openstreetmap" in online[0]

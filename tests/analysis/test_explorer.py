@@ -302,6 +302,89 @@ def test_a_second_query_accumulates_and_a_rerun_replaces(ex):
     assert len(by_name["park"].data["features"]) == len(park) + 1  # the layer shows all runs
 
 
+def test_a_new_area_resets_progress_map_image_and_boxes(ex):
+    park = ex.run("park")
+    progress = find(ex.widget, widgets.IntProgress)[0]
+    assert progress.value == progress.max == 2 and progress.bar_style == "success"
+    (boxes,) = [la for la in layers(ex, ipyleaflet.GeoJSON) if la.name == "Stage-1 boxes"]
+    assert boxes.data["features"] and len(layers(ex, ipyleaflet.ImageOverlay)) == 1
+
+    other = (BBOX[0], BBOX[1], BBOX[0] + 0.004, BBOX[3])  # one chip
+    draw(ex, rectangle(*other))
+    assert progress.value == 0 and progress.bar_style == "" and progress.description == ""
+    assert layers(ex, ipyleaflet.ImageOverlay) == []  # the old area's map image is gone
+    assert boxes.data["features"] == []  # and so are its boxes
+    (result,) = [la for la in layers(ex, ipyleaflet.GeoJSON) if la.name.startswith("park")]
+    assert len(result.data["features"]) == len(park)  # results stay: ex.results keeps every run
+
+    ex.run("park")
+    (overlay,) = layers(ex, ipyleaflet.ImageOverlay)
+    west, south, east, north = ex.area.grid.lonlat_bounds
+    assert overlay.bounds == [[south, west], [north, east]]
+    assert progress.value == progress.max == 1
+    assert {f["properties"]["chip_id"] for f in boxes.data["features"]} == {"r0_c0"}
+
+    ex.area = BBOX  # setting the area from Python resets the same way
+    assert progress.value == 0 and layers(ex, ipyleaflet.ImageOverlay) == [] and boxes.data["features"] == []
+
+
+def _log_text(ex: Explorer) -> str:
+    (log,) = find(ex.widget, widgets.Output)
+    assert all(o["output_type"] == "stream" for o in log.outputs)  # plain text, never HTML
+    return "".join(o.get("text", "") for o in log.outputs)
+
+
+def test_the_log_lists_each_run_and_the_files_written(make_explorer, tmp_path):
+    ex = make_explorer(out=tmp_path / "parks.gpkg", mask_out=tmp_path / "parks.tif")
+    ex.area = BBOX
+    out = ex.run("park")
+    text = _log_text(ex)
+    assert "run 'park'" in text
+    west, south, east, north = ex.area.bounds
+    assert f"{west:.5f}, {south:.5f}, {east:.5f}, {north:.5f}" in text and f"zoom {ZOOM}" in text
+    assert "chips: 2 of 2" in text and f"result: {len(out)} polygon(s)" in text
+    written = [tmp_path / "parks.gpkg", tmp_path / "parks.gpkg.json", tmp_path / "parks.tif"]
+    assert all(p.is_file() and str(p) in text for p in written)
+
+    plain = make_explorer()
+    plain.area = BBOX
+    plain.run("school")
+    path = plain.export(tmp_path / "schools.geojson")
+    text = _log_text(plain)
+    assert "run 'school'" in text and "files written: none" in text
+    assert f"export: {len(plain.results)} polygon(s)" in text and str(path) in text
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_query_and_model_text_are_escaped_wherever_html_shows_them(make_explorer, tile_server):
+    def respond(req):
+        box = BOXES["park"]
+        if "Please find" in req.text:
+            return f'<think>{HOSTILE} looks green</think><answer>[{{"bbox_2d": {box}}}]</answer>'
+        return f'<think>{HOSTILE}</think><answer>[{{"bbox_2d": {box}, "points": [[60, 60]]}}]</answer>'
+
+    ex = make_explorer(reasoner=SocioReasoner(ScriptedVLM(respond), BoxSegmenter()),
+                       basemaps={f"tiles {HOSTILE}": tile_server.url_template("map")})
+    ex.area = BBOX
+    query = f"park {HOSTILE}"
+    out = ex.run(query)
+    assert len(out) and HOSTILE in out["reasoning"].iloc[0]  # the data keeps the text as it was
+    names = [layer.name for layer in ex.map.layers]
+    assert not [n for n in names if "<img" in n]  # Leaflet's layers control shows names as HTML
+    assert f"park &lt;img src=x onerror=alert(1)&gt; ({len(out)})" in names
+    assert "tiles &lt;img src=x onerror=alert(1)&gt;" in names
+    (layer,) = [la for la in layers(ex, ipyleaflet.GeoJSON) if la.name.startswith("park")]
+    _click(layer, layer.data["features"][0])
+    (popup,) = layers(ex, ipyleaflet.Popup)
+    assert "<img" not in popup.child.value and "&lt;img src=x" in popup.child.value
+    status = find(ex.widget, widgets.HTML)
+    assert status and not [w for w in status if "<img" in w.value]
+    assert HOSTILE in ex.status  # the plain-text status keeps it, escaped only in the widget
+    assert HOSTILE in _log_text(ex)  # the log is a text stream: shown as text, not parsed
+
+
 def test_run_button_uses_the_query_box(ex):
     (box,) = find(ex.widget, widgets.Combobox)
     box.value = "school"

@@ -194,6 +194,15 @@ def _samples(report):
     return out
 
 
+def _strict_json(path: Path):
+    """``path`` parsed as standard JSON: NaN and Infinity (Python's extension) are errors."""
+
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
 def _csv_rows(report):
     with open(report.samples_csv, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -352,6 +361,15 @@ def test_small_polygons_are_left_out(keep, reference):
 
 
 # -- summary CSV, report ------------------------------------------------------------------------
+def test_every_json_output_is_standard_json(keep):
+    # polygons without an OSM name, class or function are null, never NaN (which JSON.parse refuses)
+    paths = sorted(keep.out_dir.rglob("*.json"))
+    assert len(paths) == keep.n_samples + 1  # question.json per sample and build.json
+    parsed = [_strict_json(p) for p in paths]
+    names = [t["name"] for q in parsed if "targets" in q for t in q["targets"]]
+    assert None in names and all(n is None or isinstance(n, str) and n for n in names)
+
+
 def test_samples_csv_matches_the_folders(keep):
     rows = _csv_rows(keep)
     assert list(rows[0]) == ["id", "split", "level", "query", "n_polygons", "mask_fraction", "socio_class",
@@ -560,6 +578,8 @@ def test_cli_writes_the_folder_and_prints_counts(cli_main, server, pbf, cache_di
     assert f"{len(written)} samples" in printed and f"test: {len(written)}" in printed
     levels = {json.loads((out / "test" / w / "question.json").read_text())["level"] for w in written}
     assert levels <= {"class", "function"}
+    for path in out.rglob("*.json"):  # question.json, build.json and the hf folder's files
+        _strict_json(path)
 
     # again, offline from the tile cache, replacing the first build: no request reaches the server
     server.reset_log()

@@ -176,10 +176,20 @@ def test_accessibility(run, workdir):
     assert table["origins"].sum() == len(access)
     for m in minutes:
         assert table[f"n_within_{m:g}_min"].sum() == int((access["time_min"] <= m).sum())
-    for cell in ("isochrones(", "plot_access("):
+    for cell in ("plot_isochrones(", "plot_access("):
         assert has_image(nb, containing=cell)
-    leaflet = outputs(nb, containing="access_layer(")
+    leaflet = outputs(nb, containing="access_map(")
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in leaflet)
+    # the interactive map, as stored for the browser: a legend of the colour scale in minutes, and
+    # offline every tile (and any other URL in it) comes from the loopback server, none from the internet
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    models = [w for w in state.values() if w["model_module"] == "jupyter-leaflet"]
+    (legend,) = [w["state"] for w in models if w["model_name"] == "LeafletLegendControlModel"]
+    assert "0 min" in legend["legend"] and len(legend["legend"]) >= 3
+    tiles = [w["state"].get("url") for w in models if w["model_name"] == "LeafletTileLayerModel"]
+    assert tiles and all(str(url).startswith("http://127.0.0.1:") for url in tiles)
+    urls = set(re.findall(r"https?://[^\s\"'<>]+", json.dumps(state)))
+    assert urls and all(url.startswith("http://127.0.0.1:") for url in urls), urls
 
 
 @pytest.mark.slow

@@ -57,10 +57,10 @@ from .network import (
     street_network,
 )
 from .origins import buildings, hex_grid
-from .plots import access_layer, plot_access
+from .plots import access_layer, access_legend, access_map, plot_access, plot_isochrones
 from .prepared import clear_cache
 from .search import entity_nodes, nearest
 
 __all__ = ["DEFAULT_MAX_SNAP_M", "DEFAULT_PAD_M", "DEFAULT_SPEEDS_KMH", "HIGHWAY_SPEEDS_KMH", "MODES",
-           "RESULT_COLUMNS", "access_layer", "buildings", "clear_cache", "coverage", "entity_nodes", "hex_grid",
-           "isochrones", "nearest", "plot_access", "street_network"]
+           "RESULT_COLUMNS", "access_layer", "access_legend", "access_map", "buildings", "clear_cache", "coverage",
+           "entity_nodes", "hex_grid", "isochrones", "nearest", "plot_access", "plot_isochrones", "street_network"]
