@@ -27,7 +27,7 @@ from .._progress import progress
 from ..geo.grid import PixelGrid
 from .merge import chip_polygons, pixels_to_crs
 from .plan import ChipTask
-from .store import ChipStore, pack_mask
+from .store import ChipStore, clean_text, pack_mask
 
 
 @dataclass
@@ -172,7 +172,7 @@ class LocalEngine:
         except Exception as exc:  # noqa: BLE001 (one failed batch must not end a city-wide run)
             if outcome.first_error is None:
                 outcome.first_error = exc
-            return f"{type(exc).__name__}: {exc}"
+            return clean_text(f"{type(exc).__name__}: {exc}")  # may quote model text
         job.store.append(records)
         outcome.done += len(records)
         if job.callback is not None:
@@ -200,7 +200,7 @@ def _read(reader, task: ChipTask, grid: PixelGrid, *, final: bool = False):
     try:
         images = reader.read(task.grid(grid))
     except Exception as exc:  # noqa: BLE001 (recorded and retried like a failed model call)
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, clean_text(f"{type(exc).__name__}: {exc}")
     transient = [f for f in images.missing if f.kind != "missing"]
     if transient and not final:
         return None, f"tile {transient[0].tile}: {transient[0].reason}"

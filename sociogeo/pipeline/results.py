@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import ConfigError
+from .store import clean_text
 
 # extension -> output format
 RESULT_FORMATS = {
@@ -64,6 +65,7 @@ def write_result(gdf, path) -> dict[str, Path]:
     path = check_result_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = RESULT_FORMATS[path.suffix.lower()]
+    gdf = _clean_frame(gdf)
     tmp = path.with_name(f".{path.stem}.part{path.suffix}")
     tmp.unlink(missing_ok=True)
     try:
@@ -86,7 +88,8 @@ def write_result(gdf, path) -> dict[str, Path]:
     }
     sidecar = sidecar_path(path)
     tmp_meta = sidecar.with_name(f".{sidecar.name}.part")
-    tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
+    text = json.dumps(_clean_json(meta), indent=2, ensure_ascii=False, default=lambda v: _clean_json(_jsonable(v)))
+    tmp_meta.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp_meta, sidecar)
     return {"result": path, "metadata": sidecar}
 
@@ -133,6 +136,34 @@ def format_area(m2: float) -> str:
     if m2 < 1e6:
         return f"{m2 / 1e4:,.2f} ha"
     return f"{m2 / 1e6:,.3f} km\u00b2"
+
+
+def _clean_frame(gdf):
+    """``gdf`` with every text cell made writable (:func:`~.store.clean_text`); the same frame when
+    nothing needs it.
+    """
+    import pandas as pd
+
+    texts = [c for c in gdf.columns
+             if c != gdf.geometry.name and (gdf[c].dtype == object or pd.api.types.is_string_dtype(gdf[c].dtype))]
+    dirty = [c for c in texts if gdf[c].map(lambda v: isinstance(v, str) and clean_text(v) != v).any()]
+    if not dirty:
+        return gdf
+    out = gdf.copy()
+    for column in dirty:
+        out[column] = out[column].map(lambda v: clean_text(v) if isinstance(v, str) else v)
+    return out
+
+
+def _clean_json(value):
+    """Every string in a JSON-ready structure (keys too) made encodable as UTF-8 (:func:`~.store.clean_text`)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_json(k) if isinstance(k, str) else k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
 
 
 def _jsonable(value):
