@@ -18,6 +18,8 @@ RESULT_FORMATS = {
 }
 SIDECAR_SUFFIX = ".json"
 PREVIEW_SUFFIX = ".preview.png"
+#: The largest sidecar read (its missing-tile lists make it at most a few MB).
+MAX_SIDECAR_BYTES = 64 << 20
 UNTRAINED_TITLE = "UNTRAINED MODELS \u2014 pipeline demonstration only"
 # what each result column holds, written into the sidecar so the file explains itself
 COLUMN_DOCS = {
@@ -104,8 +106,26 @@ def read_result(path):
     gdf = gpd.read_parquet(path) if RESULT_FORMATS[path.suffix.lower()] == "Parquet" else gpd.read_file(path)
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        gdf.attrs.update(json.loads(sidecar.read_text(encoding="utf-8")).get("attrs", {}))
+        gdf.attrs.update(_read_sidecar(sidecar))
     return gdf
+
+
+def _read_sidecar(sidecar: Path) -> dict:
+    """The ``attrs`` a sidecar holds; ConfigError when it is damaged, not ours, or too large to be ours."""
+    def damaged(why: str) -> ConfigError:
+        return ConfigError(f"the metadata file {sidecar} {why}; delete it to read the result without its "
+                           "metadata, or write the result again")
+
+    size = sidecar.stat().st_size
+    if size > MAX_SIDECAR_BYTES:
+        raise damaged(f"is {size:,} bytes, more than a sidecar holds ({MAX_SIDECAR_BYTES:,})")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise damaged(f"is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("attrs", {}), dict):
+        raise damaged("is not a sociogeo result sidecar (a JSON object with an 'attrs' object)")
+    return meta.get("attrs", {})
 
 
 def summary_lines(gdf, paths: dict | None = None) -> list[str]:

@@ -96,3 +96,139 @@ def test_write_result_cleans_any_text_cell_and_attr(tmp_path):
         "\udfff", "\ufffd")
     assert "\ufffd" in back.attrs["note"] and isinstance(back.attrs["note"], str)
     assert gdf["query"][0] == NASTY  # the caller's frame is left alone
+
+
+# -- resume folders: checked before use, recomputed when wrong ----------------------------------
+RESUME_CHIP = 96
+
+
+def _blob_run(tile_server, cache, sf_area, out, **kwargs):
+    from sociogeo.testing.scripted import BlobVLM, BrightnessSegmenter
+
+    return segment(sf_area, "b", reasoner=SocioReasoner(BlobVLM(95), BrightnessSegmenter(95)),
+                   imagery=_source(tile_server, cache), chip_size=RESUME_CHIP, min_area_m2=0, batch_size=4,
+                   out=out, **kwargs)
+
+
+@pytest.fixture()
+def finished_run(tile_server, tile_cache_dir, sf_area, tmp_path):
+    """A finished run's output, its parts folder and its result (which the reruns must reproduce)."""
+    out = tmp_path / "b.parquet"
+    result = _blob_run(tile_server, tile_cache_dir, sf_area, out)
+    parts = tmp_path / "b.parquet.parts"
+    assert len(sorted(parts.glob("part-*.parquet"))) == 4
+    return out, parts, result
+
+
+def _rewrite(path, change):
+    import geopandas as gpd
+
+    frame = gpd.read_parquet(path)
+    frame = change(frame)
+    frame.to_parquet(path, index=False)
+
+
+def _wrong_type(frame):
+    frame["row"] = frame["row"].astype(str)
+    return frame
+
+
+def _bad_status(frame):
+    frame["status"] = "done"
+    return frame
+
+
+def _short_mask(frame):
+    frame["mask"] = frame["mask"].map(lambda m: m[:-1])
+    return frame
+
+
+def _huge_mask_size(frame):
+    frame["mask_height"] = 10**9
+    frame["mask_width"] = 10**9
+    return frame
+
+
+def _not_a_chip(frame):
+    frame["chip_id"] = "r0_c0; DROP TABLE"
+    return frame
+
+
+@pytest.mark.parametrize("change", [_wrong_type, _bad_status, _short_mask, _huge_mask_size, _not_a_chip])
+def test_a_part_with_wrong_values_is_set_aside_and_recomputed(change, finished_run, tile_server, tile_cache_dir,
+                                                               sf_area):
+    out, parts, expected = finished_run
+    victim = sorted(parts.glob("part-*.parquet"))[1]
+    _rewrite(victim, change)
+    with pytest.warns(UserWarning, match=f"ignoring unreadable result part {victim.name}"):
+        again = _blob_run(tile_server, tile_cache_dir, sf_area, out)
+    assert (parts / (victim.name + ".unreadable")).is_file()
+    assert list(again["chip_id"]) == list(expected["chip_id"])
+    assert list(again["area_m2"]) == pytest.approx(list(expected["area_m2"]))
+
+
+def test_a_truncated_part_is_recomputed(finished_run, tile_server, tile_cache_dir, sf_area):
+    out, parts, expected = finished_run
+    victim = sorted(parts.glob("part-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.warns(UserWarning, match="unreadable result part"):
+        again = _blob_run(tile_server, tile_cache_dir, sf_area, out)
+    assert list(again["chip_id"]) == list(expected["chip_id"])
+
+
+def test_a_part_declaring_a_huge_uncompressed_size_is_not_decompressed(finished_run, tile_server,
+                                                                       tile_cache_dir, sf_area, monkeypatch):
+    """A zip-bomb-like part: 64 MB of text compressed to a few kB; the limit is lowered to 16 MB."""
+    from sociogeo.pipeline import store
+
+    out, parts, expected = finished_run
+    victim = sorted(parts.glob("part-*.parquet"))[2]
+    _rewrite(victim, lambda f: f.assign(reasoning="\u00e9" * (32 * 2**20)))
+    assert victim.stat().st_size < 4 * 2**20
+    monkeypatch.setattr(store, "MAX_PART_BYTES", 16 * 2**20)
+    with pytest.warns(UserWarning, match=r"unreadable result part .*declares [\d,]+ bytes uncompressed"):
+        again = _blob_run(tile_server, tile_cache_dir, sf_area, out)
+    assert list(again["chip_id"]) == list(expected["chip_id"])
+
+
+@pytest.mark.parametrize("manifest", [b'{"grid": [15, 1', b'["a", "list"]', b"[" * 100_000, b" " * (2 << 20)],
+                         ids=["truncated", "list", "nested", "oversized"])
+def test_an_unreadable_manifest_cannot_vouch_for_the_parts(manifest, finished_run, tile_server, tile_cache_dir,
+                                                            sf_area):
+    out, parts, expected = finished_run
+    (parts / "manifest.json").write_bytes(manifest)
+    with pytest.warns(UserWarning, match=r"manifest.json .*set aside"):
+        again = _blob_run(tile_server, tile_cache_dir, sf_area, out)
+    assert len(list(parts.glob("*.unverified"))) == 4
+    assert list(again["chip_id"]) == list(expected["chip_id"])
+    assert json.loads((parts / "manifest.json").read_text())["chip_size"] == RESUME_CHIP
+
+
+@pytest.mark.parametrize("sidecar", [b'{"attrs": ', b'["not", "an", "object"]', b'{"attrs": [1, 2]}',
+                                     b"[" * 100_000], ids=["truncated", "list", "attrs-list", "nested"])
+def test_a_damaged_sidecar_is_a_typed_error(sidecar, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from sociogeo.errors import ConfigError
+    from sociogeo.pipeline.results import write_result
+
+    gdf = gpd.GeoDataFrame({"query": ["q"]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:4326")
+    paths = write_result(gdf, tmp_path / "r.gpkg")
+    paths["metadata"].write_bytes(sidecar)
+    with pytest.raises(ConfigError, match=r"r\.gpkg\.json.*delete it"):
+        read_result(paths["result"])
+
+
+def test_an_oversized_sidecar_is_not_read(tmp_path, monkeypatch):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from sociogeo.errors import ConfigError
+    from sociogeo.pipeline import results
+
+    gdf = gpd.GeoDataFrame({"query": ["q"]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:4326")
+    paths = results.write_result(gdf, tmp_path / "r.parquet")
+    monkeypatch.setattr(results, "MAX_SIDECAR_BYTES", 100)
+    with pytest.raises(ConfigError, match="bytes"):
+        read_result(paths["result"])
