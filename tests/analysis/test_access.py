@@ -452,3 +452,15 @@ def test_access_layer(walk_result):
     zero = next(f for f in features if f["properties"]["time_min"] == 0)
     assert zero["properties"]["style"]["fillColor"] == to_hex(colormaps["viridis_r"](0.0))
     assert features[1]["geometry"]["type"] in ("Polygon", "MultiPolygon")  # footprints
+
+
+def test_access_layer_escapes_osm_names_and_its_layer_name(walk_result):
+    """OSM names are anyone's text; leafmap's popups and Leaflet's layer control insert them as HTML."""
+    pytest.importorskip("ipyleaflet")
+    attack = '<img src=x onerror="alert(1)"> & Co'
+    named = walk_result.copy()
+    named["entity_name"] = attack
+    layer = access.access_layer(named, name=f"walk to {attack}")
+    assert "<img" not in layer.name and "&lt;img" in layer.name
+    names = {f["properties"]["entity_name"] for f in layer.data["features"]}
+    assert names == {"&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; Co"}
