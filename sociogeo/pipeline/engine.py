@@ -288,4 +288,23 @@ def warn_failed(outcome: ChipOutcome) -> None:
     )
 
 
-__all__ = ["ChipOutcome", "Job", "LocalEngine", "chip_record", "reason", "warn_failed"]
+def warn_missing_tiles(missing: dict) -> None:
+    """One :class:`~sociogeo.errors.MissingTilesWarning` for the tiles still missing after every
+    chip ran (``attrs["missing_tiles"]``: layer -> list of tile dicts).
+    """
+    from ..errors import MissingTilesWarning
+
+    counts = {layer: len(tiles) for layer, tiles in (missing or {}).items() if tiles}
+    if not counts:
+        return
+    layer, tiles = next((k, v) for k, v in missing.items() if v)
+    first = tiles[0]
+    warnings.warn(
+        f"{', '.join(f'{n} {k}' for k, n in counts.items())} tile(s) could not be had (first: "
+        f"{first.get('z')}/{first.get('x')}/{first.get('y')} of {layer}: {first.get('reason')}); their pixels were "
+        "nodata and not reasoned about (listed in the result's attrs['missing_tiles'] and its sidecar)",
+        MissingTilesWarning, stacklevel=3,
+    )
+
+
+__all__ = ["ChipOutcome", "Job", "LocalEngine", "chip_record", "reason", "warn_failed", "warn_missing_tiles"]
