@@ -232,3 +232,26 @@ def test_an_oversized_sidecar_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "MAX_SIDECAR_BYTES", 100)
     with pytest.raises(ConfigError, match="bytes"):
         read_result(paths["result"])
+
+
+def test_a_real_server_failing_once_and_answering_surrogates(tile_server, tile_cache_dir, sf_area, tmp_path):
+    """OpenAIVLM over HTTP: the first request gets HTTP 500 (not retried by the client), so its batch
+    fails and is retried at the end; every answer carries lone surrogates and NUL as JSON escapes."""
+    from sociogeo.reasoner.vlm.openai_backend import OpenAIVLM
+    from sociogeo.testing.chat_server import ChatServer
+
+    out = tmp_path / "served.gpkg"
+    with ChatServer() as server:
+        server.inject("500", first=1)
+        server.inject("text", text=f"<think>{NASTY}</think><answer>[]</answer>")
+        vlm = OpenAIVLM(server.url, model=server.model, backoff_s=0.01)
+        result = segment(sf_area, "b", reasoner=SocioReasoner(vlm, BoxSegmenter()),
+                         imagery=_source(tile_server, tile_cache_dir), chip_size=CHIP, out=out, batch_size=2)
+    assert result.attrs["failed_chips"] == []
+    meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    assert meta["attrs"]["failed_chips"] == [] and meta["n_entities"] == 0
+    from sociogeo.pipeline.store import ChipStore
+
+    stored = ChipStore(tmp_path / "served.gpkg.parts", json.loads((tmp_path / "served.gpkg.parts" /
+                                                                    "manifest.json").read_text())).read()
+    assert len(stored) == 6 and all("\ufffd" in t and "\x00" not in t for t in stored["stage1_text"])
