@@ -80,15 +80,16 @@ def plot_prediction(
         )
         ax = fig.add_subplot(grid[1, 2 * col:2 * col + 2])
         ax.set_axis_off()
+        # model text is drawn as written: "$...$" in it is not mathtext (which can fail to parse)
         ax.text(0.0, 1.0, f"{label}:\n{_wrap(text)}", va="top", ha="left", fontsize=8,
-                family="sans-serif", transform=ax.transAxes, wrap=False)
+                family="sans-serif", transform=ax.transAxes, wrap=False, parse_math=False)
 
     heading = title if title is not None else f"\u201c{pred.query}\u201d"
     if not trained:
         heading = f"UNTRAINED models (not meaningful): {heading}"
     if pred.empty:
         heading = f"{heading} \u2014 nothing found"
-    fig.suptitle(heading)
+    fig.suptitle(heading, parse_math=False)
     return fig
 
 
@@ -175,14 +176,16 @@ def plot_polygons(image, gdf, *, transform, crs, ax=None, title: str | None = No
     for k, label in enumerate(dict.fromkeys(labels)):
         rings = _rings(pixels[labels == label])
         if rings:
-            ax.add_collection(LineCollection(rings, colors=[palette(k % 10)], linewidths=linewidth, label=label))
+            # a label is the query as written: "\$" keeps matplotlib from reading "$...$" as mathtext
+            ax.add_collection(LineCollection(rings, colors=[palette(k % 10)], linewidths=linewidth,
+                                             label=label.replace("$", r"\$")))
     if ax.collections:
         ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.set_axis_off()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, parse_math=False)  # titles carry queries: drawn as written
     return fig
 
 

@@ -14,6 +14,7 @@ reachable from the browser. The price is one read per view change instead of per
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 
@@ -37,7 +38,8 @@ class RasterView:
         self.reader = RasterReader(raster, offline=offline)
         self.renders = 0  # how many windows were rendered (tests, and a hint when profiling)
         self.grid = None  # the grid of the picture shown
-        self.layer = ipyleaflet.ImageOverlay(url=_blank(), bounds=self._footprint_bounds(), name=name)
+        # Leaflet's layer control shows names as HTML; a raster's name is a file name or URL
+        self.layer = ipyleaflet.ImageOverlay(url=_blank(), bounds=self._footprint_bounds(), name=html.escape(name))
         self.show_all()
 
     def _footprint_bounds(self):

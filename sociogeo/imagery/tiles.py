@@ -105,15 +105,16 @@ def decode_tile(data: bytes, tile_size: int = 256) -> Tile:
     """Decode PNG/JPEG/WebP bytes (RGB, RGBA, paletted, greyscale) into a :class:`Tile`.
 
     Fully transparent pixels become nodata: 0 in ``rgb`` and False in ``valid``.
-    Raises ``ValueError`` if the bytes are not a complete image of ``tile_size`` pixels.
+    Raises ``ValueError`` if the bytes are not a complete image of ``tile_size`` pixels; the size
+    is checked from the image's header, so an image declaring a huge size is never decoded.
     """
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.size != (tile_size, tile_size):
+            if img.size != (tile_size, tile_size):  # from the header, before a pixel is decoded
                 raise ValueError(f"tile is {img.size[0]} x {img.size[1]} px, expected {tile_size} x {tile_size}")
+            img.load()
             transparent = img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info
             shape = (tile_size, tile_size)
             if transparent:

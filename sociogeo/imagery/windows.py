@@ -60,6 +60,8 @@ class _TileLayer:
                 return self._tiles[t]
         result = self.fetcher.get_tile(*t)
         with self._lock:
+            if isinstance(result, TileFailure) and result.kind != "missing":
+                return result  # a failure that may pass: a chip's retry asks the server again
             self._tiles[t] = result
             while len(self._tiles) > self.max_tiles:
                 self._tiles.popitem(last=False)
@@ -72,10 +74,12 @@ class _TileLayer:
         missing = []
         tiles = list(window.tiles())
         for t, result in zip(tiles, self._pool.map(self._tile, tiles)):
+            name = f"{t[0]}/{t[1]}/{t[2]}"
             if isinstance(result, TileFailure):
                 missing.append(result)
-                self.failures[result.tile] = result
+                self.failures[name] = result
                 continue
+            self.failures.pop(name, None)  # it failed before, and came on a retry: not missing
             self.n_ok += 1
             tr, tc, gr, gc = window.tile_placement(t[1], t[2])
             image[gr, gc] = result.rgb[tr, tc]

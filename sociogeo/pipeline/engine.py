@@ -27,7 +27,7 @@ from .._progress import progress
 from ..geo.grid import PixelGrid
 from .merge import chip_polygons, pixels_to_crs
 from .plan import ChipTask
-from .store import ChipStore, pack_mask
+from .store import ChipStore, clean_text, pack_mask
 
 
 @dataclass
@@ -172,7 +172,7 @@ class LocalEngine:
         except Exception as exc:  # noqa: BLE001 (one failed batch must not end a city-wide run)
             if outcome.first_error is None:
                 outcome.first_error = exc
-            return f"{type(exc).__name__}: {exc}"
+            return clean_text(f"{type(exc).__name__}: {exc}")  # may quote model text
         job.store.append(records)
         outcome.done += len(records)
         if job.callback is not None:
@@ -200,7 +200,7 @@ def _read(reader, task: ChipTask, grid: PixelGrid, *, final: bool = False):
     try:
         images = reader.read(task.grid(grid))
     except Exception as exc:  # noqa: BLE001 (recorded and retried like a failed model call)
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, clean_text(f"{type(exc).__name__}: {exc}")
     transient = [f for f in images.missing if f.kind != "missing"]
     if transient and not final:
         return None, f"tile {transient[0].tile}: {transient[0].reason}"
@@ -288,4 +288,23 @@ def warn_failed(outcome: ChipOutcome) -> None:
     )
 
 
-__all__ = ["ChipOutcome", "Job", "LocalEngine", "chip_record", "reason", "warn_failed"]
+def warn_missing_tiles(missing: dict) -> None:
+    """One :class:`~sociogeo.errors.MissingTilesWarning` for the tiles still missing after every
+    chip ran (``attrs["missing_tiles"]``: layer -> list of tile dicts).
+    """
+    from ..errors import MissingTilesWarning
+
+    counts = {layer: len(tiles) for layer, tiles in (missing or {}).items() if tiles}
+    if not counts:
+        return
+    layer, tiles = next((k, v) for k, v in missing.items() if v)
+    first = tiles[0]
+    warnings.warn(
+        f"{', '.join(f'{n} {k}' for k, n in counts.items())} tile(s) could not be had (first: "
+        f"{first.get('z')}/{first.get('x')}/{first.get('y')} of {layer}: {first.get('reason')}); their pixels were "
+        "nodata and not reasoned about (listed in the result's attrs['missing_tiles'] and its sidecar)",
+        MissingTilesWarning, stacklevel=3,
+    )
+
+
+__all__ = ["ChipOutcome", "Job", "LocalEngine", "chip_record", "reason", "warn_failed", "warn_missing_tiles"]

@@ -30,6 +30,7 @@ from .._progress import progress
 from ..errors import ConfigError
 from .engine import ChipOutcome, Job, reason
 from .plan import ChipTask
+from .store import clean_text
 
 _PURPOSE = "the Ray engine (pip install 'sociogeo[ray]')"
 _RECORD_COLUMNS = ("query", "chip_id", "row", "col", "col_off", "row_off", "width", "height", "status",
@@ -263,7 +264,7 @@ class _ReasonChips:
             try:
                 records, _ = reason(self.reasoner, items, self.grid, generation=self.generation)
             except Exception as exc:  # noqa: BLE001 (recorded, retried at the end, not fatal)
-                failed.extend((task, q, f"{type(exc).__name__}: {exc}") for task, q, _ in items)
+                failed.extend((task, q, clean_text(f"{type(exc).__name__}: {exc}")) for task, q, _ in items)
         for task, query, error in failed:
             records.append({"query": query, **task.as_dict(), "status": "failed", "error": error})
         return _columns(records)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import ConfigError
+from .store import clean_text
 
 # extension -> output format
 RESULT_FORMATS = {
@@ -17,6 +18,8 @@ RESULT_FORMATS = {
 }
 SIDECAR_SUFFIX = ".json"
 PREVIEW_SUFFIX = ".preview.png"
+#: The largest sidecar read (its missing-tile lists make it at most a few MB).
+MAX_SIDECAR_BYTES = 64 << 20
 UNTRAINED_TITLE = "UNTRAINED MODELS \u2014 pipeline demonstration only"
 # what each result column holds, written into the sidecar so the file explains itself
 COLUMN_DOCS = {
@@ -90,6 +93,7 @@ def write_result(gdf, path) -> dict[str, Path]:
     path = check_result_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = RESULT_FORMATS[path.suffix.lower()]
+    gdf = _clean_frame(gdf)
     tmp = path.with_name(f".{path.stem}.part{path.suffix}")
     tmp.unlink(missing_ok=True)
     try:
@@ -112,7 +116,8 @@ def write_result(gdf, path) -> dict[str, Path]:
     }
     sidecar = sidecar_path(path)
     tmp_meta = sidecar.with_name(f".{sidecar.name}.part")
-    tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
+    text = json.dumps(_clean_json(meta), indent=2, ensure_ascii=False, default=lambda v: _clean_json(_jsonable(v)))
+    tmp_meta.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp_meta, sidecar)
     return {"result": path, "metadata": sidecar}
 
@@ -127,8 +132,26 @@ def read_result(path):
     gdf = gpd.read_parquet(path) if RESULT_FORMATS[path.suffix.lower()] == "Parquet" else gpd.read_file(path)
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        gdf.attrs.update(json.loads(sidecar.read_text(encoding="utf-8")).get("attrs", {}))
+        gdf.attrs.update(_read_sidecar(sidecar))
     return gdf
+
+
+def _read_sidecar(sidecar: Path) -> dict:
+    """The ``attrs`` a sidecar holds; ConfigError when it is damaged, not ours, or too large to be ours."""
+    def damaged(why: str) -> ConfigError:
+        return ConfigError(f"the metadata file {sidecar} {why}; delete it to read the result without its "
+                           "metadata, or write the result again")
+
+    size = sidecar.stat().st_size
+    if size > MAX_SIDECAR_BYTES:
+        raise damaged(f"is {size:,} bytes, more than a sidecar holds ({MAX_SIDECAR_BYTES:,})")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise damaged(f"is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("attrs", {}), dict):
+        raise damaged("is not a sociogeo result sidecar (a JSON object with an 'attrs' object)")
+    return meta.get("attrs", {})
 
 
 def summary_lines(gdf, paths: dict | None = None) -> list[str]:
@@ -159,6 +182,34 @@ def format_area(m2: float) -> str:
     if m2 < 1e6:
         return f"{m2 / 1e4:,.2f} ha"
     return f"{m2 / 1e6:,.3f} km\u00b2"
+
+
+def _clean_frame(gdf):
+    """``gdf`` with every text cell made writable (:func:`~.store.clean_text`); the same frame when
+    nothing needs it.
+    """
+    import pandas as pd
+
+    texts = [c for c in gdf.columns
+             if c != gdf.geometry.name and (gdf[c].dtype == object or pd.api.types.is_string_dtype(gdf[c].dtype))]
+    dirty = [c for c in texts if gdf[c].map(lambda v: isinstance(v, str) and clean_text(v) != v).any()]
+    if not dirty:
+        return gdf
+    out = gdf.copy()
+    for column in dirty:
+        out[column] = out[column].map(lambda v: clean_text(v) if isinstance(v, str) else v)
+    return out
+
+
+def _clean_json(value):
+    """Every string in a JSON-ready structure (keys too) made encodable as UTF-8 (:func:`~.store.clean_text`)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_json(k) if isinstance(k, str) else k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
 
 
 def _jsonable(value):

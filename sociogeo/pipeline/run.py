@@ -136,7 +136,7 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
         attribution, missing tiles and chips that failed (and ``mask`` the path of ``mask_out``).
         No entity gives an empty frame with the same columns and CRS.
     """
-    from .engine import Job, warn_failed
+    from .engine import Job, warn_failed, warn_missing_tiles
     from .mask_raster import check_mask_path, write_entity_mask
     from .results import check_result_path, write_result
 
@@ -171,6 +171,8 @@ def segment(  # noqa: PLR0913 (public API: the keyword forms users already write
     if mask_out is not None:
         result.attrs["mask"] = str(mask_out)
     warn_failed(outcome)
+    if not _is_pair(target):  # a pair's gaps were announced when it was fetched
+        warn_missing_tiles(result.attrs["missing_tiles"])
     if out is not None:
         write_result(result, out)
     return result

@@ -8,6 +8,12 @@ so a killed run leaves only whole parts behind; a rerun with the same output rea
 the chips they hold and runs the rest. ``manifest.json`` records what the chips depend on (the
 grid, chip size, models, imagery); a rerun with different settings is refused instead of mixing
 results.
+
+The folder is not trusted: a part is checked before it is used (its declared uncompressed size
+before anything is decompressed, its column types, then its values: statuses, chip ids, mask
+sizes), and one that fails is set aside (renamed ``*.unreadable``) with a warning, so its chips
+run again. A manifest that cannot be read (damaged, not a JSON object, oversized) cannot vouch
+for the parts, so they are set aside too (``*.unverified``) and every chip runs again.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ COLUMNS = [
 #: Chip outcomes: ``ok`` (reasoned), ``empty`` (no valid pixel: nothing to reason about).
 STATUSES = ("ok", "empty")
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
+_CHIP_ID = re.compile(r"^r\d{1,9}_c\d{1,9}$")
+#: The largest manifest read (it is a few hundred bytes).
+MAX_MANIFEST_BYTES = 1 << 20
+#: The largest part used, uncompressed as its footer declares (a batch of chips is a few MB).
+MAX_PART_BYTES = 1 << 30
+_INTS = ("row", "col", "col_off", "row_off", "width", "height", "mask_height", "mask_width")
+_TEXTS = ("query", "chip_id", "status", "stage1_text", "stage2_text", "reasoning", "discarded")
+_MAX_SIDE = 1 << 16  # pixels: a chip or mask side beyond this is not one this code wrote
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -68,17 +82,17 @@ class ChipStore:
         except OSError as exc:
             raise ConfigError(f"cannot create the results folder {self.dir}: {exc.strerror}") from exc
         self.manifest = json.loads(json.dumps(manifest))  # as it reads back from JSON
+        self._checked: dict[str, tuple] = {}  # part name -> (size, mtime) it was checked at
         self._check_manifest()
         self._next = max((int(m.group(1)) for m in map(_PART.match, os.listdir(self.dir)) if m), default=-1) + 1
 
     def _check_manifest(self) -> None:
         path = self.dir / MANIFEST
         if path.exists():
-            try:
-                old = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = None  # unreadable: the parts are checked on their own when read
-            if isinstance(old, dict) and old != self.manifest:
+            old, problem = _read_manifest(path)
+            if problem is not None:
+                self._set_aside_all(f"its {MANIFEST} {problem}")
+            elif old != self.manifest:
                 diff = sorted(k for k in set(old) | set(self.manifest) if old.get(k) != self.manifest.get(k))
                 raise ConfigError(
                     f"{self.dir} holds chips of a different run (differs in: {', '.join(diff)}); "
@@ -87,6 +101,14 @@ class ChipStore:
         tmp = path.with_name(f".{MANIFEST}.tmp")
         tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
+
+    def _set_aside_all(self, why: str) -> None:
+        parts = self.parts()
+        if parts:
+            warnings.warn(f"{self.dir}: {why}, so its {len(parts)} result part(s) cannot be trusted and are set "
+                          "aside (renamed *.unverified); their chips will run again", stacklevel=4)
+        for part in parts:
+            os.replace(part, part.with_name(part.name + ".unverified"))
 
     # -- writing --------------------------------------------------------------------------------
     def append(self, records: list[dict]) -> Path | None:
@@ -136,10 +158,8 @@ class ChipStore:
         frames = []
         for path in self.parts():
             try:
+                self._check_part(path)
                 frame = gpd.read_parquet(path, columns=wanted)
-                missing = set(wanted or COLUMNS) - set(frame.columns)
-                if missing:
-                    raise ValueError(f"missing columns {sorted(missing)}")
             except Exception as exc:  # noqa: BLE001 (any unreadable part is set aside and redone)
                 warnings.warn(f"ignoring unreadable result part {path.name} ({type(exc).__name__}: {exc}); "
                               "its chips will run again", stacklevel=2)
@@ -153,10 +173,87 @@ class ChipStore:
         out = out.drop_duplicates(subset=["query", "chip_id"], keep="first").reset_index(drop=True)
         return gpd.GeoDataFrame(out, geometry="geometry", crs="EPSG:3857")
 
+    def _check_part(self, path: Path) -> None:
+        """ValueError unless ``path`` is a part this code could have written (see the module docstring);
+        checked once per file version.
+        """
+        import geopandas as gpd
+
+        stat = path.stat()
+        signature = (stat.st_size, stat.st_mtime_ns)
+        if self._checked.get(path.name) == signature:
+            return
+        _check_part_footer(path)
+        _check_part_values(gpd.read_parquet(path))
+        self._checked[path.name] = signature
+
     def finished(self) -> set[tuple[str, str]]:
         """The (query, chip_id) pairs already stored."""
         done = self.read(columns=["status"])
         return set(zip(done["query"], done["chip_id"]))
+
+
+def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
+    """``(manifest, None)``, or ``(None, what is wrong with it)``."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            return None, f"is {size:,} bytes, not a manifest"
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        return None, f"cannot be read ({type(exc).__name__})"
+    if not isinstance(old, dict):
+        return None, f"holds a JSON {type(old).__name__}, not an object"
+    return old, None
+
+
+def _check_part_footer(path: Path) -> None:
+    """Sizes and column types from the part's footer, before any data is decompressed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if declared > MAX_PART_BYTES or path.stat().st_size > MAX_PART_BYTES:
+        raise ValueError(f"declares {declared:,} bytes uncompressed, more than {MAX_PART_BYTES:,}")
+    schema = meta.schema.to_arrow_schema()
+    kinds = {**dict.fromkeys(_INTS, pa.types.is_integer), **dict.fromkeys(_TEXTS, _is_text),
+             "mask": _is_bytes, "geometry": _is_bytes}
+    for name, ok in kinds.items():
+        if name not in schema.names:
+            raise ValueError(f"missing column {name!r}")
+        if not ok(schema.field(name).type):
+            raise ValueError(f"column {name!r} holds {schema.field(name).type}")
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
+def _is_bytes(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_null(kind)
+
+
+def _check_part_values(frame) -> None:
+    """ValueError for values this code never writes: unknown statuses, odd chip ids, sizes, masks."""
+    if frame[list(_TEXTS[:3])].isna().any().any():
+        raise ValueError("a query, chip id or status is missing")
+    bad_status = set(frame["status"]) - set(STATUSES)
+    if bad_status:
+        raise ValueError(f"unknown chip status {sorted(bad_status)[0]!r}")
+    if not frame["chip_id"].map(lambda c: bool(_CHIP_ID.match(c))).all():
+        raise ValueError("a chip id is not rROW_cCOL")
+    ints = frame[list(_INTS)]
+    if (ints < 0).any().any() or (ints[["width", "height", "mask_height", "mask_width"]] > _MAX_SIDE).any().any():
+        raise ValueError("a chip position or size is out of range")
+    expected = (frame["mask_height"] * frame["mask_width"] + 7) // 8
+    sizes = frame["mask"].map(lambda m: len(m) if isinstance(m, bytes) else -1)
+    if (sizes != expected).any():
+        raise ValueError("a packed mask does not fit its mask size")
 
 
 __all__ = ["COLUMNS", "STATUSES", "ChipStore", "clean_text", "pack_mask", "unpack_mask"]

@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .prompts import between_tags
 
 MAX_ITEMS = 120  # the rewards cap both box lists at 120 as well (the release's rewards)
 
@@ -40,12 +41,11 @@ _BOX_KEYS = ("bbox_2d", "bbox", "box", "bbox2d", "box_2d")
 _POINT_KEYS = ("points", "point", "points_2d", "point_2d")
 _RAW_LIMIT = 300  # characters of offending text kept in a Discarded record
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>(.*?)(?:<answer>|\Z)", re.DOTALL | re.IGNORECASE)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_OPEN = re.compile(r"<answer>(.*)\Z", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# one way only to match each number (no \d+\d* split to backtrack over): linear on runs of digits
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
 _BOX_KEY_RE = re.compile(r"""["']?(?:bbox_2d|bbox2d|box_2d|bbox|box)["']?\s*:""", re.IGNORECASE)
 _POINT_KEY_RE = re.compile(r"""["']?(?:points?(?:_2d)?)["']?\s*:""", re.IGNORECASE)
@@ -170,14 +170,17 @@ def _check_size(image_size) -> tuple[float, float]:
 
 
 def _think(text: str) -> str:
-    match = _THINK.search(text) or _THINK_OPEN.search(text)
+    body = between_tags(text, "think", ignore_case=True)
+    if body is not None:
+        return body.strip()
+    match = _THINK_OPEN.search(text)
     return match.group(1).strip() if match else ""
 
 
 def _answer(text: str, notes: _Notes) -> str | None:
-    match = _ANSWER.search(text)
-    if match:
-        return match.group(1).strip()
+    body = between_tags(text, "answer", ignore_case=True)
+    if body is not None:
+        return body.strip()
     match = _ANSWER_OPEN.search(text)
     if match:
         notes.flag("no closing </answer> tag; read to the end of the text", match.group(1))

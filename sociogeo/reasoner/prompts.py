@@ -40,7 +40,22 @@ _STAGE2_TAIL = (
     '{"bbox_2d": [bx3,by3,bx4,by4], "points": [[px4,py4],[px5,py5],[px6,py6]}]</answer>'
 )
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def between_tags(text: str, tag: str, *, ignore_case: bool = False) -> str | None:
+    """The text between the first ``<tag>`` and the first ``</tag>`` after it; None when either is missing.
+
+    What ``re.search(r"<tag>(.*?)</tag>", text, re.DOTALL)`` finds, in time linear in ``len(text)``:
+    that regex tries every ``<tag>`` in turn and scans to the end from each, so a model answer
+    repeating ``<tag>`` without a closing tag takes quadratic time. (When the first ``<tag>`` has
+    no ``</tag>`` after it, no later one does either.)
+    """
+    flags = re.IGNORECASE if ignore_case else 0
+    opening = re.compile(f"<{re.escape(tag)}>", flags).search(text)
+    if opening is None:
+        return None
+    closing = re.compile(f"</{re.escape(tag)}>", flags).search(text, opening.end())
+    return None if closing is None else text[opening.end():closing.start()]
 
 
 def _fill(template: str, name: str, value: str) -> str:
@@ -71,8 +86,8 @@ def answer_text(response: str) -> str:
     This is what the release inserts into the stage-2 prompt as ``{boxes}``: the model's own
     text, not a re-serialisation of the parsed boxes.
     """
-    match = _ANSWER.search(response or "")
-    return match.group(1).strip() if match else ""
+    body = between_tags(response or "", "answer")
+    return "" if body is None else body.strip()
 
 
 def build_messages(text: str, images=None) -> list[dict]:

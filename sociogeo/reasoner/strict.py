@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 from .parsing import Discarded, Item, ParsedAnswer, _raw, _think
-from .prompts import answer_text
-
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+from .prompts import answer_text, between_tags
 
 
 def _is_number(value) -> bool:
@@ -46,12 +43,12 @@ def answer_value(text: str):
     """``(found, value, error)``: whether ``<answer>...</answer>`` is present, its JSON value
     (None when it does not load), and the ``json.loads`` error message (None when it loads).
     """
-    match = _ANSWER.search(text)
-    if match is None:
+    body = between_tags(text, "answer")
+    if body is None:
         return False, None, None
     try:
-        return True, json.loads(match.group(1).strip()), None
-    except json.JSONDecodeError as exc:
+        return True, json.loads(body.strip()), None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         return True, None, str(exc)
     except RecursionError:
         return True, None, "nesting too deep"
@@ -123,7 +120,7 @@ def drawn_boxes(answer: str) -> list[tuple[float, float, float, float]]:
     """
     try:
         data = json.loads(answer)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, a 4300+ digit integer, nested too deeply
         return []
     if not isinstance(data, list):
         return []

@@ -20,6 +20,7 @@ _LAZY = {
     "make_tiny_sam2": "sociogeo.testing.tiny_sam",
     "make_tiny_sam1": "sociogeo.testing.tiny_sam",
     "serve_model": "sociogeo.testing.openai_server",
+    "ChatServer": "sociogeo.testing.chat_server",
     "ScriptedVLM": "sociogeo.testing.scripted",
     "BoxSegmenter": "sociogeo.testing.scripted",
     "BlobVLM": "sociogeo.testing.scripted",

@@ -9,8 +9,9 @@ HTTP path (sockets, pooling, status codes, retries)::
 ``GET /{layer}/{z}/{x}/{y}.png`` warps the layer's raster (any CRS) into the tile's EPSG:3857
 grid with rasterio (nearest neighbour) and answers an RGBA PNG, transparent where the raster has no
 data; tiles that do not touch the raster are 404. Faults can be switched on at runtime
-(:meth:`TileServer.inject`): status 404/500/429 (with Retry-After), slow responses and truncated
-PNGs, for every tile, a set of tiles, or the first N matching requests.
+(:meth:`TileServer.inject`): status 404/500/429 (with Retry-After), slow responses, truncated
+PNGs and "huge" ones (a few kB of PNG declaring 6000 x 5000 pixels, a decompression bomb), for
+every tile, a set of tiles, or the first N matching requests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..geo.grid import ORIGIN_SHIFT_M
 
-FAULT_KINDS = ("404", "500", "429", "slow", "truncate")
+FAULT_KINDS = ("404", "500", "429", "slow", "truncate", "huge")
 _TILE_PATH = re.compile(r"^/(?P<layer>[^/]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.png$")
 
 
@@ -208,7 +209,7 @@ class TileServer:
     # -- faults -----------------------------------------------------------------------------------
     def inject(self, kind: str, *, tiles=None, first: int | None = None, layer: str | None = None,
                retry_after: int = 1, delay_s: float = 1.0) -> Fault:
-        """Switch a fault on: ``kind`` is "404", "500", "429", "slow" or "truncate".
+        """Switch a fault on: ``kind`` is "404", "500", "429", "slow", "truncate" or "huge".
 
         It applies to every tile, only to ``tiles`` (an iterable of (z, x, y)), and/or only to the
         first ``first`` matching requests; ``layer`` limits it to one layer. "slow" delays the
@@ -271,6 +272,16 @@ class TileServer:
         return self.layers[layer].png(z, x, y)
 
 
+@functools.lru_cache(maxsize=1)
+def _huge_png() -> bytes:
+    """A valid PNG of 6000 x 5000 grey pixels: 90 MB decoded, a few kB sent."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 5000), 0).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_ref: TileServer  # set on the per-server subclass
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
@@ -312,6 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.delay_s)
             elif fault.kind == "truncate":
                 truncate = True
+            elif fault.kind == "huge":
+                record(200)
+                return self._send(200, _huge_png(), "image/png")
             else:
                 status = int(fault.kind)
                 record(status)

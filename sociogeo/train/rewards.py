@@ -42,14 +42,14 @@ from .._optional import require
 from ..datasets.truth import MIN_CONTOUR_AREA, gt_boxes
 from ..errors import ConfigError
 from ..imagery.arrays import as_mask
+from ..reasoner.prompts import between_tags
 
 __all__ = ["gt_boxes", "box_iou", "mask_iou", "stage1", "stage2", "MAX_OBJECTS", "MIN_CONTOUR_AREA"]
 
 #: Both box lists are cut to this many boxes before matching (as released).
 MAX_OBJECTS = 120
 
-_THINK_ANSWER = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_BRIDGE = re.compile(r"</think>\s*<answer>")
 _VARIANTS = ("release", "paper")
 
 
@@ -101,17 +101,21 @@ def mask_iou(a: Any, b: Any) -> float:
 def _think_answer(text: str) -> float:
     if not isinstance(text, str):
         raise ConfigError(f"a response must be the decoded text (str), got {type(text).__name__}")
-    return 1.0 if _THINK_ANSWER.fullmatch(text) else 0.0
+    # re.fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>", text, re.DOTALL), in linear time:
+    # that regex backtracks over every </think> and </answer> (quadratic on repeated tags)
+    ok = text.startswith("<think>") and text.endswith("</answer>") and \
+        _BRIDGE.search(text, len("<think>"), len(text) - len("</answer>")) is not None
+    return 1.0 if ok else 0.0
 
 
 def _answer_json(text: str) -> Any:
     """The JSON value between the first <answer> and </answer>, or None if there is none."""
-    match = _ANSWER.search(text)
-    if match is None:
+    body = between_tags(text, "answer")
+    if body is None:
         return None
     try:
-        return json.loads(match.group(1))
-    except ValueError:  # json.JSONDecodeError and friends
+        return json.loads(body)
+    except (ValueError, RecursionError):  # json.JSONDecodeError and friends; nested too deeply
         return None
 
 

@@ -549,3 +549,15 @@ def test_access_map_offline_fetches_no_remote_tiles(walk_result, tile_server):
     # online, the default basemap is OpenStreetMap's tiles
     online = _tile_urls(access.access_map(walk_result, offline=False))
     assert len(online) == 1 and "openstreetmap" in online[0]
+
+
+def test_access_layer_escapes_osm_names_and_its_layer_name(walk_result):
+    """OSM names are anyone's text; leafmap's popups and Leaflet's layer control insert them as HTML."""
+    pytest.importorskip("ipyleaflet")
+    attack = '<img src=x onerror="alert(1)"> & Co'
+    named = walk_result.copy()
+    named["entity_name"] = attack
+    layer = access.access_layer(named, name=f"walk to {attack}")
+    assert "<img" not in layer.name and "&lt;img" in layer.name
+    names = {f["properties"]["entity_name"] for f in layer.data["features"]}
+    assert names == {"&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; Co"}

@@ -157,3 +157,25 @@ def test_save_preview_draws_the_outline_where_the_polygon_is(scene, tmp_path):
     # inside the polygon and far from everything: the image untouched
     for row, col in [(80, 100), (180, 20), (100, 280)]:
         assert (png[row, col] == 128).all()
+
+
+def test_model_text_with_tex_markup_surrogates_and_nul_draws_as_written(tmp_path):
+    """Model text is drawn literally: "$...$" is not mathtext (an unknown command would make saving fail)."""
+    import dataclasses
+
+    nasty = r"costs $5 and $\notacommand{x}$ or $\frac{1$ \ud800 NUL\x00 end"
+    pred = dataclasses.replace(_prediction(), stage1_think=nasty, stage2_think="", stage2_text=nasty,
+                               query=r"$\undefined$ park")
+    map_image, sat = _chip_images()
+    fig = plot_prediction(pred, map_image, sat)
+    fig.savefig(tmp_path / "chip.png")  # draws every text
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(r"$\notacommand{x}$" in t for t in texts)
+    assert r"$\undefined$" in fig._suptitle.get_text()
+
+
+def test_queries_with_dollar_signs_are_legend_and_title_text_not_mathtext(scene, tmp_path):
+    image, gdf, grid = scene
+    gdf = gdf.assign(query=[r"$\nosuch$ school", "park"])
+    fig = plot_polygons(image, gdf, transform=grid.transform, crs="EPSG:3857", title=r"$\nosuch$ preview")
+    fig.savefig(tmp_path / "p.png")  # draws the legend and the title

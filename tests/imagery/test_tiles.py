@@ -127,7 +127,7 @@ def test_corrupt_and_truncated_cache_files_are_refetched(tile_server, sf_area, t
     np.testing.assert_array_equal(first.image, second.image)
     # the refetched tiles are whole again
     for tile in (truncated, garbage):
-        decode_tile(cache.path(key, *tile).read_bytes())
+        decode_tile(cache.get(key, *tile))
 
 
 def test_cache_writes_are_atomic_and_misses_are_none(tmp_path):
@@ -135,7 +135,7 @@ def test_cache_writes_are_atomic_and_misses_are_none(tmp_path):
     assert cache.get("k", 1, 0, 0) is None
     png = _png("RGB")
     path = cache.put("k", 1, 0, 0, png)
-    assert path.read_bytes() == png and ("k", 1, 0, 0) in cache
+    assert path.read_bytes().endswith(png) and ("k", 1, 0, 0) in cache
     assert not list(path.parent.glob("*.part"))  # no temporary files left behind
     assert cache.get("k", 1, 0, 0) == png
 
@@ -288,7 +288,7 @@ def test_truncated_png_is_a_failure_and_is_not_cached(tile_server, sf_area, tile
     assert [(f.z, f.x, f.y, f.kind) for f in mosaic.missing] == [(*bad, "invalid")]
     cache = TileCache(tile_cache_dir)
     assert (key, *bad) not in cache
-    decode_tile(cache.path(key, *flaky).read_bytes())  # the retry succeeded and was cached whole
+    decode_tile(cache.get(key, *flaky))  # the retry succeeded and was cached whole
 
 
 # -- decoding and coverage ------------------------------------------------------------------------

@@ -162,8 +162,12 @@ def access_layer(result, column: str = "time_min", *, cmap: str = "viridis_r", v
 
     Colours follow ``cmap`` from 0 to ``vmax`` (default: the largest value); unreachable
     origins are grey. Buildings are drawn by their ``footprint``. Each feature's properties hold
-    ``column``, ``entity`` and its name/query when present (shown by leafmap's popups).
+    ``column``, ``entity`` and its name/query when present (shown by leafmap's popups). Text
+    properties and the layer's name are HTML-escaped: leafmap's popups and Leaflet's layer control
+    insert them as HTML, and OSM names are anyone's text.
     """
+    import html
+
     from matplotlib.colors import to_hex
 
     ipyleaflet = require("ipyleaflet", purpose=_MAP_PURPOSE)
@@ -177,6 +181,7 @@ def access_layer(result, column: str = "time_min", *, cmap: str = "viridis_r", v
             continue
         colour = to_hex(colormap(norm(value))) if np.isfinite(value) else _UNREACHABLE
         properties = {k: _jsonable(v) for k, v in zip(keep, props)}
+        properties = {k: html.escape(v) if isinstance(v, str) else v for k, v in properties.items()}
         properties["colour"] = colour
         features.append({"type": "Feature", "geometry": geom.__geo_interface__, "properties": properties})
     data = {"type": "FeatureCollection", "features": features}
@@ -187,7 +192,7 @@ def access_layer(result, column: str = "time_min", *, cmap: str = "viridis_r", v
 
     return ipyleaflet.GeoJSON(
         data=data, style_callback=style, point_style={"radius": 4}, hover_style={"weight": 3},
-        name=name or _UNITS.get(column, column),
+        name=html.escape(str(name or _UNITS.get(column, column))),
     )
 
 

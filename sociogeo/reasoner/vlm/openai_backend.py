@@ -13,6 +13,13 @@ JSON field. With ``dialect="auto"`` the client starts in the vLLM form and, if t
 A ``seed`` makes sampling reproducible on servers that honour it; request ``i`` gets
 ``seed + i`` so identical prompts (e.g. GRPO groups) still draw different samples.
 
+Each request has a total deadline, ``timeout_s``: connecting, waiting, reading the answer and any
+retries together, so a server that drips its answer byte by byte cannot hold a run for longer.
+HTTP 429, 502, 503 and 504 and connections dropped mid-answer are retried ``retries`` times with
+exponential backoff, honouring ``Retry-After`` (a wait past the deadline fails at once). An answer
+that is not JSON, is nested too deeply to parse, or is larger than :data:`MAX_RESPONSE_BYTES` is a
+:class:`~sociogeo.errors.VLMServerError` like any other failed request.
+
 Failures are collected, not thrown mid-batch: every request runs, then a
 :class:`VLMBatchError` lists the failed indices and carries the answers that did come back.
 
@@ -24,11 +31,15 @@ depend on which server gave them).
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
 import json
+import random
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,6 +48,33 @@ from ...errors import ConfigError, VLMBatchError, VLMServerError
 from .base import GenerationConfig, VLMRequest
 
 _DIALECTS = ("auto", "vllm", "transformers")
+#: Statuses that mean "busy, ask again": retried with backoff.
+RETRY_STATUSES = (429, 502, 503, 504)
+#: The largest answer read from a server (a chat completion is a few kB).
+MAX_RESPONSE_BYTES = 16 * 2**20
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class _Reply:
+    """A whole HTTP answer: status, headers and body bytes (read within the deadline)."""
+
+    status_code: int
+    headers: dict
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _Retry(Exception):
+    """One attempt failed in a way that may pass (busy server, dropped connection)."""
+
+    def __init__(self, reason: str, wait_s: float | None = None, status: int | None = None):
+        super().__init__(reason)
+        self.wait_s = wait_s
+        self.status = status
 
 
 class OpenAIVLM:
@@ -45,8 +83,9 @@ class OpenAIVLM:
     ``base_url`` may end with or without ``/v1``; a list of URLs is a fleet of servers of the same
     model, requests spread over them. ``model`` defaults to the first id the (first) server
     lists at ``/v1/models``. ``api_key`` is sent as a bearer token. Up to ``max_concurrency``
-    requests run at once; each may take ``timeout_s`` seconds. ``dialect`` is ``"auto"``,
-    ``"vllm"`` or ``"transformers"`` (see the module docstring).
+    requests run at once; each may take ``timeout_s`` seconds in all, its ``retries`` (first
+    backoff ``backoff_s`` seconds, doubling) included. ``dialect`` is ``"auto"``, ``"vllm"`` or
+    ``"transformers"`` (see the module docstring).
     """
 
     def __init__(
@@ -57,6 +96,8 @@ class OpenAIVLM:
         max_concurrency: int = 8,
         timeout_s: float = 600,
         dialect: str = "auto",
+        retries: int = 3,
+        backoff_s: float = 1.0,
     ):
         urls = [base_url] if isinstance(base_url, (str, bytes)) or not hasattr(base_url, "__iter__") else list(base_url)
         if not urls:
@@ -68,12 +109,17 @@ class OpenAIVLM:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if dialect not in _DIALECTS:
             raise ConfigError(f"dialect must be one of {_DIALECTS}, got {dialect!r}")
+        if not (timeout_s > 0) or retries < 0 or not (backoff_s >= 0):
+            raise ConfigError(f"timeout_s must be > 0, retries and backoff_s >= 0; got {timeout_s}, {retries}, "
+                              f"{backoff_s}")
         self.base_urls = [str(url).rstrip("/").removesuffix("/v1") for url in urls]
         self.base_url = self.base_urls[0]
         self._turn = 0  # which server the next batch starts at
         self.api_key = api_key
         self.max_concurrency = int(max_concurrency)
         self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
         self.dialect = dialect
         self._model = model
         self._local = threading.local()
@@ -101,11 +147,13 @@ class OpenAIVLM:
     def models(self) -> list[str]:
         """The model ids the server lists at ``GET /v1/models``."""
         url = self._url("/v1/models")
-        data = self._json(self._send("GET", url), url)
+        response = self._send("GET", url)
+        data = self._json(response, url)
         try:
             return [str(entry["id"]) for entry in data["data"]]
         except (KeyError, TypeError) as exc:
-            raise VLMServerError(f"malformed /v1/models answer from {url}: {str(data)[:200]}", url=url) from exc
+            raise VLMServerError(f"malformed /v1/models answer from {url}: {response.text[:200]!r}",
+                                 url=url) from exc
 
     def generate(self, requests: Sequence[VLMRequest], config: GenerationConfig | None = None) -> list[str]:
         """Answer texts, one per request, in order. Raises :class:`VLMBatchError` after all
@@ -145,7 +193,8 @@ class OpenAIVLM:
                   server: str | None = None) -> str:
         url = (server or self.base_url) + "/v1/chat/completions"
         dialect = self.dialect if self.dialect != "auto" else "vllm"
-        response = self._send("POST", url, json=_body(model, messages, config, seed, dialect))
+        deadline = time.monotonic() + self.timeout_s
+        response = self._send("POST", url, deadline, json=_body(model, messages, config, seed, dialect))
         if (
             dialect == "vllm"
             and self.dialect in ("auto", "transformers")  # another request may have switched already
@@ -155,17 +204,17 @@ class OpenAIVLM:
             # transformers serve refuses vLLM's extra fields; it takes generation_config instead.
             with self._lock:
                 self.dialect = "transformers"
-            response = self._send("POST", url, json=_body(model, messages, config, seed, "transformers"))
+            response = self._send("POST", url, deadline, json=_body(model, messages, config, seed, "transformers"))
         data = self._json(response, url)
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
             raise VLMServerError(
-                f"malformed chat completion from {url}: {str(data)[:200]}", url=url, status=response.status_code
+                f"malformed chat completion from {url}: {response.text[:200]!r}", url=url, status=response.status_code
             ) from exc
         if not isinstance(content, str):
             raise VLMServerError(
-                f"chat completion from {url} has no text content: {str(data)[:200]}",
+                f"chat completion from {url} has no text content: {response.text[:200]!r}",
                 url=url,
                 status=response.status_code,
             )
@@ -186,19 +235,69 @@ class OpenAIVLM:
             self._local.session = session
         return session
 
-    def _send(self, method: str, url: str, **kwargs):
-        import requests
+    def _send(self, method: str, url: str, deadline: float | None = None, **kwargs) -> _Reply:
+        """The server's whole answer, retrying busy answers and dropped connections until ``deadline``
+        (``time.monotonic()``; default ``timeout_s`` from now).
+        """
+        deadline = time.monotonic() + self.timeout_s if deadline is None else deadline
+        for attempt in range(self.retries + 1):
+            try:
+                return self._attempt(method, url, deadline, **kwargs)
+            except _Retry as retry:
+                if attempt == self.retries:
+                    raise VLMServerError(f"{retry} from {url}; gave up after {attempt + 1} attempts",
+                                         url=url, status=retry.status) from None
+                backoff = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S) * random.uniform(1.0, 1.25)
+                wait = max(backoff, retry.wait_s or 0.0)
+                if time.monotonic() + wait >= deadline:
+                    raise VLMServerError(
+                        f"{retry} from {url}; waiting {wait:.3g} s more would pass the {self.timeout_s:g} s "
+                        "deadline per request (timeout_s)", url=url, status=retry.status) from None
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
+    def _attempt(self, method: str, url: str, deadline: float, **kwargs) -> _Reply:
+        """One request, read whole before ``deadline``; :class:`_Retry` when worth another try."""
+        import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import ReadTimeoutError
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._late(url)
         try:
-            return self._session().request(method, url, timeout=self.timeout_s, **kwargs)
+            response = self._session().request(method, url, timeout=remaining, stream=True, **kwargs)
         except requests.exceptions.Timeout as exc:
-            raise VLMServerError(f"no answer from {url} within {self.timeout_s:g} s", url=url) from exc
+            raise self._late(url) from exc
+        except requests.exceptions.ConnectionError as exc:
+            if not _refused(exc):
+                raise _Retry(f"connection lost ({type(exc).__name__})") from exc
+            raise self._unreachable(url, exc) from exc
         except requests.exceptions.RequestException as exc:
-            raise VLMServerError(
-                f"cannot reach the VLM server at {url} ({type(exc).__name__}); is it running? "
-                f"Start one with e.g. `vllm serve <model>` and pass its URL.",
-                url=url,
-            ) from exc
+            raise self._unreachable(url, exc) from exc
+        with response:
+            try:
+                content = _read_body(response, deadline, url)
+            except (TimeoutError, ReadTimeoutError, requests.exceptions.Timeout) as exc:
+                raise self._late(url) from exc
+            except (requests.exceptions.RequestException, Urllib3Error, OSError) as exc:
+                raise _Retry(f"connection lost while reading the answer ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            raise _Retry(f"HTTP {status}", _retry_after_s(response.headers.get("Retry-After")), status)
+        return _Reply(status, dict(response.headers), content)
+
+    def _late(self, url: str) -> VLMServerError:
+        return VLMServerError(f"no complete answer from {url} within {self.timeout_s:g} s (timeout_s, the "
+                              "deadline per request, retries included)", url=url)
+
+    @staticmethod
+    def _unreachable(url: str, exc: Exception) -> VLMServerError:
+        return VLMServerError(
+            f"cannot reach the VLM server at {url} ({type(exc).__name__}); is it running? "
+            f"Start one with e.g. `vllm serve <model>` and pass its URL.",
+            url=url,
+        )
 
     @staticmethod
     def _json(response, url: str):
@@ -209,13 +308,63 @@ class OpenAIVLM:
                 status=response.status_code,
             )
         try:
-            return response.json()
-        except ValueError as exc:
+            return json.loads(response.content)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply to parse
             raise VLMServerError(
                 f"malformed JSON from {url} (HTTP {response.status_code}): {response.text[:200]!r}",
                 url=url,
                 status=response.status_code,
             ) from exc
+
+
+def _read_body(response, deadline: float, url: str) -> bytes:
+    """The body of a streamed response, read as it arrives; TimeoutError past ``deadline``,
+    VLMServerError past :data:`MAX_RESPONSE_BYTES`.
+    """
+    raw = response.raw
+    read = getattr(raw, "read1", None) or raw.read  # read1: whatever arrived, without waiting for more
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        chunk = read(65536, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise VLMServerError(f"the answer from {url} is larger than {MAX_RESPONSE_BYTES // 2**20} MiB; "
+                                 "is this a chat-completions server?", url=url, status=response.status_code)
+        chunks.append(chunk)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error means nothing listens there (or the host is unknown): not worth retrying."""
+    import socket
+
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror, NewConnectionError, NameResolutionError)):
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None) or (
+            exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
+    return False
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(float(value.strip()), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value.strip()).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
 
 
 def _seed(config: GenerationConfig, index: int) -> int | None:
