@@ -45,6 +45,7 @@ ZOOM = 17
 CHIP = 224
 TRAIN_BBOX = (24.9351, 60.1712, 24.9535, 60.1792)  # the extract north of the demo area
 MAX_NEW_TOKENS = 200
+CI_SFT_STEPS = 150
 NOTICE = "demo model trained on a synthetic stand-in of the sample area"
 
 
@@ -55,17 +56,22 @@ class Settings:
     seed: int = 0
     train_overlap: int = 168
     sam_steps: int = 300
-    sft_steps: int = 600
-    grpo_steps: int = 20
-    vlm_width: int = 128
-    vlm_layers: int = 4
+    sft_steps: int = 400
+    grpo_steps: int = 6
+    vlm_width: int = 64
+    vlm_layers: int = 2
     eval_limit: int | None = None
+    sam_from: Path | None = None  # a trained SAM folder to use instead of training one
 
     @classmethod
     def quick(cls, seed: int = 0) -> Settings:
-        """A few steps of each phase, for CI."""
-        return cls(seed=seed, train_overlap=112, sam_steps=40, sft_steps=60, grpo_steps=2, vlm_width=64,
-                   vlm_layers=2)
+        """A few steps of each phase (a SAM is still trained)."""
+        return cls(seed=seed, train_overlap=112, sam_steps=40, sft_steps=60, grpo_steps=2)
+
+    @classmethod
+    def ci(cls, seed: int = 0) -> Settings:
+        """The test's version: the shipped SAM, a short SFT and one GRPO step on less data."""
+        return cls(seed=seed, train_overlap=112, sft_steps=CI_SFT_STEPS, grpo_steps=1, sam_from=SHIP_DIR / "sam")
 
 
 def log(message: str) -> None:
@@ -76,25 +82,30 @@ def log(message: str) -> None:
 # -- 1. data ------------------------------------------------------------------------------------
 def build_data(work: Path, settings: Settings) -> dict[str, Path]:
     """The training and held-out datasets in SocioSeg's raw layout; ``{"train": dir, "held_out": dir}``."""
+    return {name: build_split(work, name, settings) for name in ("train", "held_out")}
+
+
+def build_split(work: Path, name: str, settings: Settings | None = None) -> Path:
+    """One side of the spatial split, built under ``work / name``: ``"train"`` (the extract north of
+    the demo area, overlapping chips) or ``"held_out"`` (the bundled sample's area, separate chips).
+    """
     from sociogeo.cli.demo import DEMO_BBOX, SAMPLE_DIR
     from sociogeo.datasets.osm_build import build_dataset
     from sociogeo.geo.area import Area
     from sociogeo.testing.helsinki import helsinki_pbf, write_rasters
 
-    rasters = write_rasters(work / "rasters", zoom=ZOOM)
-    pbf = helsinki_pbf()
-    common = {"map": "osm", "osm_source": pbf, "offline": True, "chip_size": CHIP, "levels": ("class",),
-              "split": (1.0, 0.0, 0.0), "overwrite": True, "edge_policy": "keep", "seed": settings.seed}
-    out = {}
-    for name, bbox, satellite, overlap in (
-        ("train", TRAIN_BBOX, rasters["sat"], settings.train_overlap),
-        ("held_out", DEMO_BBOX, SAMPLE_DIR / "satellite.tif", 0),
-    ):
-        report = build_dataset(Area.from_bbox(bbox, zoom=ZOOM), work / name, satellite=str(satellite), **common)
-        parks = sum(1 for r in report.records if r["query"] == QUERY)
-        log(f"data: {name}: {report.n_samples} samples from {report.n_chips} chips, {parks} of them '{QUERY}'")
-        out[name] = work / name
-    return out
+    settings = settings or Settings()
+    if name == "train":
+        bbox, satellite, overlap = TRAIN_BBOX, write_rasters(work / "rasters", zoom=ZOOM)["sat"], settings.train_overlap
+    else:
+        bbox, satellite, overlap = DEMO_BBOX, SAMPLE_DIR / "satellite.tif", 0
+    report = build_dataset(Area.from_bbox(bbox, zoom=ZOOM), work / name, satellite=str(satellite), map="osm",
+                           osm_source=helsinki_pbf(), offline=True, chip_size=CHIP, overlap=overlap,
+                           levels=("class",), split=(1.0, 0.0, 0.0), overwrite=True, edge_policy="keep",
+                           seed=settings.seed)
+    parks = sum(1 for r in report.records if r["query"] == QUERY)
+    log(f"data: {name}: {report.n_samples} samples from {report.n_chips} chips, {parks} of them '{QUERY}'")
+    return work / name
 
 
 def park_samples(folder: Path, limit: int | None = None) -> list:
@@ -115,6 +126,9 @@ def train_sam(out: Path, samples: list, settings: Settings) -> Path:
     from sociogeo.reasoner.sam.sam2_hf import Sam2Segmenter, release_prompt_points
     from sociogeo.testing.tiny_sam import make_tiny_sam2
 
+    if (out / "done.json").is_file():  # trained by an earlier run of the same recipe: reuse it
+        log(f"sam: reusing {out}")
+        return out
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     make_tiny_sam2(out, seed=settings.seed)
@@ -142,6 +156,7 @@ def train_sam(out: Path, samples: list, settings: Settings) -> Path:
             log(f"sam step {step + 1}/{settings.sam_steps} | loss {float(loss.detach()):.4f}")
     model.eval()
     model.save_pretrained(out)
+    (out / "done.json").write_text(json.dumps({"steps": settings.sam_steps, "seed": settings.seed}))
     return out
 
 
@@ -279,22 +294,22 @@ def run_recipe(work, settings: Settings | None = None) -> dict:
     data = build_data(work, settings)
     train, held = park_samples(data["train"]), park_samples(data["held_out"], settings.eval_limit)
     log(f"data: {len(train)} training and {len(held)} held-out '{QUERY}' samples")
-    sam = train_sam(work / "sam", train, settings)
+    sam = settings.sam_from or train_sam(work / "sam", train, settings)
     start = make_start_model(work / "start", settings)
     rows = {"untrained start (same SAM)": evaluate_model(start, sam, held)}
     log(table(rows))
     sft = run_sft(start, data["train"], work / "sft", settings)
     rows["after SFT"] = evaluate_model(sft, sam, held)
     log(table(rows))
-    final = sft
+    final, final_row = sft, "after SFT"
     if settings.grpo_steps:
-        final = run_grpo(sft, sam, data["train"], work / "grpo", settings)
-        rows["after SFT + GRPO (demo model)"] = evaluate_model(final, sam, held)
+        final, final_row = run_grpo(sft, sam, data["train"], work / "grpo", settings), "after SFT + GRPO (demo model)"
+        rows[final_row] = evaluate_model(final, sam, held)
     rows.update(baselines(held))
     seconds = time.perf_counter() - tick
     log(table(rows))
     log(f"recipe wall time: {seconds / 60:.1f} min")
-    return {"rows": rows, "vlm": final, "sam": sam, "seconds": seconds, "settings": settings}
+    return {"rows": rows, "vlm": final, "sam": sam, "seconds": seconds, "settings": settings, "final_row": final_row}
 
 
 def ship(result: dict, command: str) -> Path:
