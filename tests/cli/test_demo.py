@@ -13,7 +13,7 @@ import pytest
 
 from sociogeo.cli import demo, main
 from sociogeo.errors import ModelNotFoundError
-from sociogeo.pipeline.results import UNTRAINED_TITLE, read_result
+from sociogeo.pipeline.results import read_result
 from sociogeo.reasoner import hub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,8 +87,8 @@ def test_unreachable_weights_fall_back_in_one_line(shared_cache, monkeypatch, tm
     assert len(notices) == 1 and lines[0] == notices[0]
     assert "ModelNotFoundError" in notices[0] and "vvangfaye/SocioReasoner-3B" in notices[0]
     assert "\n" not in notices[0]
-    assert outcome.offline and outcome.trained is False
-    assert outcome.result.attrs["trained"] is False
+    assert outcome.offline and outcome.model_kind == "demo"
+    assert outcome.result.attrs["model_kind"] == "demo"
     assert outcome.result.attrs["demo_notice"] == outcome.notice
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == OUTPUTS
     assert set(outcome.paths) == {"result", "metadata", "preview", "reasoning", "readme"}
