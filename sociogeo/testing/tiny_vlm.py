@@ -90,11 +90,14 @@ _THOUGHTS = (
 )
 
 
-def make_tiny_vlm(directory, seed: int = 0) -> Path:
+def make_tiny_vlm(directory, seed: int = 0, *, hidden_size: int = 64, layers: int = 2, vision_hidden_size: int = 32,
+                  vision_depth: int = 2) -> Path:
     """Build and save the tiny Qwen2.5-VL checkpoint into ``directory``; return its path.
 
     Deterministic for a given ``seed`` (weights and tokenizer). Needs torch and transformers,
-    no network.
+    no network. The sizes default to the 2-layer, 64-wide test model; the demo model
+    (``scripts/train_demo_model.py``) starts from a wider one. ``hidden_size`` must be a multiple
+    of 32 (4 heads of a head size divisible by 8), ``vision_hidden_size`` a multiple of 16.
     """
     from .._optional import require
 
@@ -106,33 +109,35 @@ def make_tiny_vlm(directory, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(seed)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    half = hidden_size // 4 // 2  # rotary frequencies per head
+    mrope = [half // 4, (half - half // 4) // 2, (half - half // 4) // 2]  # (time, height, width) as Qwen splits
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "max_position_embeddings": 8192,
             # head_dim 16 -> 8 rotary frequencies split over (time, height, width) as Qwen's
             # [16, 24, 24] splits 64.
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
+            "depth": vision_depth,
+            "hidden_size": vision_hidden_size,
+            "intermediate_size": 2 * vision_hidden_size,
+            "num_heads": vision_hidden_size // 16,
+            "out_hidden_size": hidden_size,
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
             "window_size": 112,
-            "fullatt_block_indexes": [1],
+            "fullatt_block_indexes": [vision_depth - 1],
         },
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

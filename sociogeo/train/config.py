@@ -30,6 +30,7 @@ class DataSettings:
     split: str = "train"
     limit: int | None = None
     image_size: int | None = None  # resize samples (square, pixels) before use; None keeps them
+    queries: list[str] | None = None  # keep only samples of these queries (e.g. ["park"]); None keeps all
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Common:
     device: str | None = None
     cache_dir: str | None = None
     gradient_checkpointing: bool = False
+    train_vision: bool = False  # also train the vision tower (the release keeps it frozen)
 
 
 @dataclass

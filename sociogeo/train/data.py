@@ -34,12 +34,20 @@ class ModelSample:
 
 
 def load_training_data(data_cfg):
-    """The SocioSeg-style dataset named by a :class:`~sociogeo.train.config.DataSettings`."""
+    """The SocioSeg-style dataset named by a :class:`~sociogeo.train.config.DataSettings`.
+
+    With ``queries`` set, only the samples of those queries are kept (a list; every sample is
+    read once to check its query).
+    """
     from ..datasets.socioseg import load_socioseg
 
     ds = load_socioseg(data_cfg.source, data_cfg.split, limit=data_cfg.limit)
+    queries = getattr(data_cfg, "queries", None)
+    if queries:
+        ds = [s for s in ds if s.query in set(queries)]
     if len(ds) == 0:
-        raise ConfigError(f"no training samples in {data_cfg.source!r} ({data_cfg.split})")
+        which = f" for queries {list(queries)}" if queries else ""
+        raise ConfigError(f"no training samples in {data_cfg.source!r} ({data_cfg.split}){which}")
     return ds
 
 

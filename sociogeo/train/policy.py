@@ -73,9 +73,10 @@ def load_policy(cfg, *, need_reference: bool, vlm=None) -> Policy:
         vlm.model.to(accelerator.device)
     vlm.batch_size = int(getattr(cfg, "generation_batch_size", vlm.batch_size))
     model = vlm.model
-    # the vision tower stays frozen (as in the release); the language model learns
+    # the vision tower stays frozen (as in the release) unless train_vision; the language model learns
+    train_vision = bool(getattr(cfg, "train_vision", False))
     for name, param in model.named_parameters():
-        param.requires_grad = "visual" not in name.split(".")
+        param.requires_grad = train_vision or "visual" not in name.split(".")
     reference = None
     if need_reference and cfg.lora is None:
         reference = copy.deepcopy(model).eval()

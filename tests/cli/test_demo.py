@@ -13,7 +13,7 @@ import pytest
 
 from sociogeo.cli import demo, main
 from sociogeo.errors import ModelNotFoundError
-from sociogeo.pipeline.results import UNTRAINED_TITLE, read_result
+from sociogeo.pipeline.results import read_result
 from sociogeo.reasoner import hub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,31 +45,34 @@ def preview_titles(monkeypatch):
     return titles
 
 
-def test_offline_demo_writes_every_output_labelled_untrained(shared_cache, preview_titles, tmp_path, capsys):
+def test_offline_demo_runs_the_demo_model_and_labels_every_output(shared_cache, preview_titles, tmp_path, capsys):
+    """Offline, the shipped demo model finds parks that overlap the sample's parks; every output
+    says it is the demo model trained on a synthetic stand-in."""
     from PIL import Image
+
+    from sociogeo.testing.demo_model import NOTICE
 
     out = tmp_path / "demo"
     assert main(["demo", "--offline", "--out", str(out), "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == OUTPUTS
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("running OFFLINE on bundled sample data with tiny UNTRAINED models")
-    assert any(line.startswith(UNTRAINED_TITLE) for line in lines)
-    assert any(line.startswith("'park': ") for line in lines)
-    assert (shared_cache / "tiny-models" / "tiny-qwen2.5-vl" / "config.json").is_file()
+    assert lines[0].startswith(f"running OFFLINE on bundled sample data with the {NOTICE}")
+    assert any(line.startswith(NOTICE.upper()) for line in lines)
+    assert any(line.startswith("'park': ") and not line.startswith("'park': 0 ") for line in lines)
 
     gdf = read_result(out / "results.gpkg")
-    assert gdf.crs.to_epsg() == 4326
-    assert gdf.attrs["trained"] is False and "UNTRAINED" in gdf.attrs["warning"]
+    assert gdf.crs.to_epsg() == 4326 and len(gdf) > 0
+    assert gdf.attrs["model_kind"] == "demo" and gdf.attrs["model_notice"] == NOTICE
     assert gdf.attrs["queries"] == ["park"] and gdf.attrs["zoom"] == demo.DEMO_ZOOM
     assert "synthetic" in gdf.attrs["satellite"] and "OpenStreetMap" in gdf.attrs["attribution"]
-    assert "tiny-qwen2.5-vl" in gdf.attrs["vlm"]
-    assert preview_titles == [UNTRAINED_TITLE]
+    assert "demo_model" in gdf.attrs["vlm"]
+    assert preview_titles and preview_titles[0].startswith(NOTICE.upper())
     grid = demo.demo_area().grid
     assert Image.open(out / "preview.png").size == (grid.width, grid.height)
     assert Image.open(out / "reasoning.png").format == "PNG"
     readme = (out / "README.md").read_text()
-    assert UNTRAINED_TITLE in readme and "SYNTHETIC" in readme
+    assert NOTICE.upper() in readme and "SYNTHETIC" in readme
 
 
 def test_unreachable_weights_fall_back_in_one_line(shared_cache, monkeypatch, tmp_path):
@@ -84,8 +87,8 @@ def test_unreachable_weights_fall_back_in_one_line(shared_cache, monkeypatch, tm
     assert len(notices) == 1 and lines[0] == notices[0]
     assert "ModelNotFoundError" in notices[0] and "vvangfaye/SocioReasoner-3B" in notices[0]
     assert "\n" not in notices[0]
-    assert outcome.offline and outcome.trained is False
-    assert outcome.result.attrs["trained"] is False
+    assert outcome.offline and outcome.model_kind == "demo"
+    assert outcome.result.attrs["model_kind"] == "demo"
     assert outcome.result.attrs["demo_notice"] == outcome.notice
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == OUTPUTS
     assert set(outcome.paths) == {"result", "metadata", "preview", "reasoning", "readme"}
