@@ -166,8 +166,6 @@ def access_layer(result, column: str = "time_min", *, cmap: str = "viridis_r", v
     properties and the layer's name are HTML-escaped: leafmap's popups and Leaflet's layer control
     insert them as HTML, and OSM names are anyone's text.
     """
-    import html
-
     from matplotlib.colors import to_hex
 
     ipyleaflet = require("ipyleaflet", purpose=_MAP_PURPOSE)
@@ -264,7 +262,7 @@ def access_map(result, column: str = "time_min", *, entities=None, basemap=None,
         for layer in [la for la in m.layers if isinstance(la, ipyleaflet.TileLayer)]:
             m.remove(layer)
     layer_name = name or _UNITS.get(column, column)
-    m.add(access_layer(result, column, cmap=cmap, vmax=vmax, name=html.escape(layer_name)))
+    m.add(access_layer(result, column, cmap=cmap, vmax=vmax, name=layer_name))
     m.add(access_legend(result, column, cmap=cmap, vmax=vmax, title=layer_name))
     if entities is not None:
         entities = check_frame(entities, "entities").to_crs("EPSG:4326")
