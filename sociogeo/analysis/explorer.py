@@ -182,12 +182,12 @@ class Explorer:
         if self.imagery.raster is not None:
             from .raster_view import RasterView
 
-            self.raster_view = RasterView(self.imagery.raster, name=f"Satellite ({_html(sat_provider.name)})",
+            self.raster_view = RasterView(self.imagery.raster, name=_satellite_name(sat_provider),
                                           offline=self.imagery.offline)
             self._sat_layer = self.raster_view.layer
             base = self._map_layer
         else:
-            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=f"Satellite ({_html(sat_provider.name)})")
+            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=_html(_satellite_name(sat_provider)))
             base = self._sat_layer
         base_name = base.name
         view = {"center": list(center)} if center is not None else {}
@@ -511,6 +511,10 @@ class Explorer:
         else:
             text = f"No {query!r} found in this area."
         level = "success"
+        if frame.attrs.get("model_kind") == "demo":
+            text += f" ({frame.attrs.get('model_notice') or 'demo model'}.)"
+        if frame.attrs.get("synthetic_satellite"):
+            text += " The satellite layer is a synthetic stand-in, not imagery."
         if frame.attrs.get("warning"):
             text += f" {frame.attrs['warning']}."
             level = "warning"
@@ -560,7 +564,10 @@ class Explorer:
         for feature in data["features"]:
             if warning:
                 feature["properties"]["warning"] = warning
-        name = f"{_html(query)} ({len(rows)})"  # the layers control shows names as HTML
+        from ..pipeline.results import result_labels
+
+        labels = result_labels(self._results.attrs, short=True) if self._results is not None else []
+        name = _html(" \u2014 ".join([f"{query} ({len(rows)})", *labels]))  # the layers control shows HTML
         layer = self._result_layers.get(query)
         if layer is None:
             layer = ipyleaflet.GeoJSON(
@@ -799,3 +806,9 @@ def _shared_attrs(attrs_list: list[dict]) -> dict:
     """The attrs every run agrees on."""
     first, *rest = attrs_list
     return {k: v for k, v in first.items() if all(k in a and a[k] == v for a in rest)}
+
+
+def _satellite_name(provider) -> str:
+    """The satellite layer's name in the layers control (plain text), saying when it is synthetic."""
+    name = f"Satellite ({provider.name})"
+    return f"{name} \u2014 synthetic stand-in" if getattr(provider, "synthetic", False) else name

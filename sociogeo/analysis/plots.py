@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..imagery.arrays import as_rgb
-from ..pipeline.results import UNTRAINED_TITLE
+from ..pipeline.results import picture_labels, result_labels
 
 MASK_RGBA = (1.0, 0.0, 0.0, 0.4)  # the red overlay of the stage-2 rendering (render.MASK_RGBA)
 BOX_COLOUR = "#1f3fff"
@@ -32,6 +32,8 @@ def plot_prediction(
     figsize=None,
     title: str | None = None,
     trained: bool = True,
+    model_kind: str | None = None,
+    synthetic: bool = False,
 ):
     """One chip's reasoning in one figure.
 
@@ -41,8 +43,11 @@ def plot_prediction(
     (``pred.model_size``, e.g. 756 x 756 for a 768-pixel chip), where the boxes and points
     live: the H x W x 3 uint8 images are resized to it.
 
-    ``title`` replaces the default title (the query). ``trained=False`` marks the figure as
-    coming from untrained models; an empty result is marked too. Returns the Figure (6 axes).
+    ``title`` replaces the default title (the query). ``trained=False`` (or ``model_kind``
+    "untrained") marks the figure as coming from untrained models, ``model_kind="demo"`` as the
+    demo model's, ``synthetic=True`` says the satellite image is a synthetic stand-in (pass
+    ``reasoner.model_kind`` and ``result.attrs["synthetic_satellite"]``); an empty result is
+    marked too. Returns the Figure (6 axes).
     """
     from matplotlib.figure import Figure
 
@@ -85,11 +90,10 @@ def plot_prediction(
                 family="sans-serif", transform=ax.transAxes, wrap=False, parse_math=False)
 
     heading = title if title is not None else f"\u201c{pred.query}\u201d"
-    if not trained:
-        heading = f"UNTRAINED models (not meaningful): {heading}"
     if pred.empty:
         heading = f"{heading} \u2014 nothing found"
-    fig.suptitle(heading, parse_math=False)
+    labels = picture_labels("untrained" if not trained else model_kind, synthetic)
+    fig.suptitle("\n".join([*labels, heading]), parse_math=False)
     return fig
 
 
@@ -238,8 +242,9 @@ def write_result_preview(path, imagery, gdf, *, grid=None, title: str | None = N
     ``imagery`` is an :class:`~sociogeo.imagery.ImagePair`, or an
     :class:`~sociogeo.imagery.ImagerySource` with the area's ``grid``: then the image is read
     block by block through the tile cache and downsampled as it comes, so a city's preview needs
-    no city-sized array. ``title`` defaults to the queries and entity counts; results of
-    untrained models are always titled :data:`UNTRAINED_TITLE`.
+    no city-sized array. ``title`` defaults to the queries and entity counts; it always starts with
+    the result's labels (untrained or demo models, a synthetic satellite layer: see
+    :func:`~sociogeo.pipeline.results.result_labels`).
     """
     from affine import Affine
 
@@ -250,12 +255,11 @@ def write_result_preview(path, imagery, gdf, *, grid=None, title: str | None = N
         image, _ = overview(reader, grid, max_size)
     # the downsampled image still spans the grid: scale the pixel size, keep the origin
     transform = grid.transform @ Affine.scale(grid.width / image.shape[1], grid.height / image.shape[0])
-    if gdf.attrs.get("trained", True) is False:
-        title = UNTRAINED_TITLE if title is None else f"{UNTRAINED_TITLE}: {title}"
-    elif title is None:
+    if title is None:
         counts = gdf["query"].value_counts() if len(gdf) else {}
         queries = gdf.attrs.get("queries") or list(counts.keys())
         title = ", ".join(f"{q}: {int(counts.get(q, 0))}" for q in queries)
+    title = "\n".join([*result_labels(gdf.attrs), title])
     return save_preview(path, image, gdf, transform=transform, crs=grid.crs, title=title)
 
 

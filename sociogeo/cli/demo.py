@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
+from .._text import one_line
 
 DEMO_BBOX = (24.938, 60.1655, 24.952, 60.1705)  # (west, south, east, north) degrees: Esplanadi and around
 DEMO_ZOOM = 17
@@ -114,7 +115,7 @@ def run_demo(
         try:
             pair, reasoner = _online_inputs(device=device, model_cache_dir=model_cache_dir, echo=echo)
         except (ModelNotFoundError, TileFetchError, OSMDataError) as exc:
-            notice = f"{type(exc).__name__}: {_clip(str(exc))}"
+            notice = f"{type(exc).__name__}: {one_line(str(exc), _NOTICE_CHARS)}"
     chip_size, kind = defaults.CHIP_SIZE, "released"
     if notice is not None:
         echo(f"running OFFLINE on bundled sample data with the {DEMO_NOTICE} ({notice})")
@@ -129,13 +130,12 @@ def run_demo(
         result.attrs["demo_notice"] = notice
         result.attrs["model_kind"] = kind
         result.attrs["model_notice"] = DEMO_NOTICE
+        result.attrs["synthetic_satellite"] = True  # the bundled sample's satellite layer is rendered
     paths = _write_outputs(out, pair, result, best, trained=reasoner.trained, notice=notice)
 
     from ..pipeline.results import summary_lines
 
-    if notice is not None:
-        echo(f"{DEMO_NOTICE.upper()}: parks found on a synthetic stand-in, not results on imagery")
-    for line in summary_lines(result, paths):
+    for line in summary_lines(result, paths):  # the first lines carry the demo's labels
         echo(line)
     return DemoResult(result=result, paths=paths, trained=bool(reasoner.trained), notice=notice, model_kind=kind)
 
@@ -211,14 +211,14 @@ def _write_outputs(out: Path, pair, result, best, *, trained: bool, notice: str 
 
     out.mkdir(parents=True, exist_ok=True)
     paths = write_result(result, out / FILES["result"])
-    demo = notice is not None
-    title = f"{DEMO_NOTICE.upper()}: {', '.join(result.attrs.get('queries', []))}" if demo else None
-    paths["preview"] = write_result_preview(out / FILES["preview"], pair, result, title=title)
+    # the result's labels (demo model, synthetic satellite layer) head both pictures
+    paths["preview"] = write_result_preview(out / FILES["preview"], pair, result)
     if best is not None:
         chip, prediction = best
         heading = f"\u201c{prediction.query}\u201d, chip {chip.chip_id}"
-        fig = plot_prediction(prediction, chip.map, chip.satellite, trained=trained,
-                              title=f"{DEMO_NOTICE.upper()}: {heading}" if demo else heading)
+        fig = plot_prediction(prediction, chip.map, chip.satellite, trained=trained, title=heading,
+                              model_kind=result.attrs.get("model_kind"),
+                              synthetic=bool(result.attrs.get("synthetic_satellite")))
         path = out / FILES["reasoning"]
         fig.savefig(path, dpi=100, format="png")
         paths["reasoning"] = path
@@ -271,11 +271,6 @@ def _readme(result, *, trained: bool, notice: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _clip(text: str, limit: int = _NOTICE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
 # -- command line ---------------------------------------------------------------------------------

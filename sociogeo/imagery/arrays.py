@@ -90,3 +90,7 @@ def _to_array(image, what: str) -> np.ndarray:
 
 
 __all__ = ["as_mask", "as_rgb"]
+
+def is_synthetic(tags: dict) -> bool:
+    """Whether GeoTIFF tags mark the image as a synthetic stand-in, not imagery (``SYNTHETIC=yes``)."""
+    return str(tags.get("SYNTHETIC", "")).strip().lower() in ("yes", "true", "1")

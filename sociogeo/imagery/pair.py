@@ -19,6 +19,7 @@ from .. import defaults
 from ..errors import DatasetNotFoundError, InvalidAreaError
 from ..geo.area import Area, grid_of
 from ..geo.grid import CRS, PixelGrid
+from .arrays import is_synthetic
 from .geotiff import GeoTiffWriter, read_geotiff
 from .preview import PREVIEW_MAX_SIZE, side_by_side
 from .tiles import NODATA, TileFailure, TileFetcher
@@ -85,6 +86,8 @@ class ImagePair:
                 "ATTRIBUTION": data.attrs.get("attribution", ""),
                 "MISSING_TILES": json.dumps(data.attrs.get("missing_tiles", [])),
             }
+            if data.attrs.get("synthetic"):
+                tags["SYNTHETIC"] = "yes"
             with GeoTiffWriter(directory / FILENAMES[layer], self.grid, tags=tags, area=self.area, cog=cog) as writer:
                 writer.write(0, image, self.masks.get(layer, np.ones(self.grid.shape, dtype=bool)))
             paths[layer] = writer.path
@@ -257,6 +260,7 @@ def _mosaic_attrs(provider, missing: list[TileFailure]) -> dict:
         "provider": provider.name,
         "attribution": provider.attribution,
         "missing_tiles": [f.as_dict() for f in missing],
+        "synthetic": bool(getattr(provider, "synthetic", False)),
     }
 
 
@@ -265,7 +269,8 @@ def _attrs_from_tags(tags: dict) -> dict:
         missing = json.loads(tags.get("MISSING_TILES", "[]"))
     except json.JSONDecodeError:
         missing = []
-    return {"provider": tags.get("PROVIDER", ""), "attribution": tags.get("ATTRIBUTION", ""), "missing_tiles": missing}
+    return {"provider": tags.get("PROVIDER", ""), "attribution": tags.get("ATTRIBUTION", ""), "missing_tiles": missing,
+            "synthetic": is_synthetic(tags)}
 
 
 def _make_pair(sat_da, map_da, grid: PixelGrid, area: Area | None, masks: dict) -> ImagePair:
@@ -276,6 +281,7 @@ def _make_pair(sat_da, map_da, grid: PixelGrid, area: Area | None, masks: dict) 
         "map_provider": map_da.attrs.get("provider", ""),
         "satellite_attribution": sat_da.attrs.get("attribution", ""),
         "map_attribution": map_da.attrs.get("attribution", ""),
+        "satellite_synthetic": bool(sat_da.attrs.get("synthetic", False)),
         "zoom": grid.zoom,
         "crs": CRS,
         "resolution_m": area.resolution_m if area is not None else None,

@@ -38,6 +38,8 @@ class TileProvider:
     min_zoom: int = 0
     tile_size: int = 256
     subdomains: tuple[str, ...] = ()
+    #: True when the tiles are a synthetic stand-in (not imagery): pictures made from them say so
+    synthetic: bool = False
 
     def url(self, z: int, x: int, y: int) -> str:
         """The URL of tile (z, x, y); subdomains rotate deterministically to spread load."""

@@ -41,6 +41,7 @@ from urllib.parse import urljoin, urlparse
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, InvalidImageError, OfflineError
+from .arrays import is_synthetic
 
 #: File name endings recognised as rasters when given as ``satellite=``.
 RASTER_SUFFIXES = (".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".img", ".cog")
@@ -99,6 +100,11 @@ class Stretch:
         if np.any(pairs[..., 1] <= pairs[..., 0]):
             raise ConfigError(f"a stretch range needs low < high, got {value!r}")
         return cls("fixed", ranges=pairs.reshape(-1, 2), percentiles=percentiles)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the first file is tagged ``SYNTHETIC=yes`` (a stand-in, not imagery)."""
+        return bool(self.info.get("synthetic", False))
 
     def describe(self) -> str:
         """A short, stable description (for metadata and the chip store's manifest)."""
@@ -259,7 +265,8 @@ class RasterSource:
         return {"count": first["count"], "dtype": first["dtype"], "bounds": [f["bounds"] for f in files],
                 "bands": self._choose_bands(first["count"], first["colorinterp"]),
                 "resolution_m": float(np.median([f["res"][0] for f in files])), "latitude": first["res"][1],
-                "attribution": attribution}
+                "attribution": attribution,
+                "synthetic": is_synthetic(tags)}
 
     def _data_info(self) -> dict:
         from rasterio.warp import transform_bounds
@@ -275,7 +282,7 @@ class RasterSource:
         res, lat = _ground_resolution(crs, transform, width, height)
         return {"count": count, "dtype": str(da.dtype), "bounds": [bounds],
                 "bands": self._choose_bands(count, []), "resolution_m": res, "latitude": lat,
-                "attribution": str(da.attrs.get("attribution", ""))}
+                "attribution": str(da.attrs.get("attribution", "")), "synthetic": bool(da.attrs.get("synthetic"))}
 
     def _choose_bands(self, count: int, colorinterp: list[str]) -> tuple[int, int, int]:
         if self.bands is not None:

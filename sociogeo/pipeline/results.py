@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import ConfigError
+from ..reasoner.kind import NOTICES
 from .store import clean_text
 
 # extension -> output format
@@ -21,6 +22,8 @@ PREVIEW_SUFFIX = ".preview.png"
 #: The largest sidecar read (its missing-tile lists make it at most a few MB).
 MAX_SIDECAR_BYTES = 64 << 20
 UNTRAINED_TITLE = "UNTRAINED MODELS \u2014 pipeline demonstration only"
+DEMO_TITLE = NOTICES["demo"].upper()
+SYNTHETIC_TITLE = "SYNTHETIC stand-in satellite layer, not imagery"
 # what each result column holds, written into the sidecar so the file explains itself
 COLUMN_DOCS = {
     "query": "the query the entity was found for",
@@ -154,11 +157,43 @@ def _read_sidecar(sidecar: Path) -> dict:
     return meta.get("attrs", {})
 
 
+SHORT_LABELS = {UNTRAINED_TITLE: "UNTRAINED models", DEMO_TITLE: "demo model", SYNTHETIC_TITLE: "synthetic stand-in"}
+
+
+def picture_labels(model_kind: str | None = None, synthetic: bool = False, *, short: bool = False) -> list[str]:
+    """What every picture, layer and summary of a result must say: untrained or demo models
+    (:data:`UNTRAINED_TITLE`, :data:`DEMO_TITLE`) and a synthetic satellite layer
+    (:data:`SYNTHETIC_TITLE`); empty for real models on imagery. ``short``: a few words each,
+    for map layer names.
+    """
+    labels = []
+    if model_kind == "untrained":
+        labels.append(UNTRAINED_TITLE)
+    elif model_kind == "demo":
+        labels.append(DEMO_TITLE)
+    if synthetic:
+        labels.append(SYNTHETIC_TITLE)
+    return [SHORT_LABELS[label] for label in labels] if short else labels
+
+
+def result_labels(attrs: dict, *, short: bool = False) -> list[str]:
+    """:func:`picture_labels` of a result, from its ``attrs`` (``model_kind``, else ``trained``,
+    and ``synthetic_satellite``).
+    """
+    kind = attrs.get("model_kind") or ("untrained" if attrs.get("trained", True) is False else None)
+    return picture_labels(kind, bool(attrs.get("synthetic_satellite", False)), short=short)
+
+
 def summary_lines(gdf, paths: dict | None = None) -> list[str]:
     """What a run found, for people: entities and area per query, the models, the files written."""
     lines = []
-    if gdf.attrs.get("trained", True) is False:
+    labels = result_labels(gdf.attrs)
+    if UNTRAINED_TITLE in labels:
         lines.append(f"{UNTRAINED_TITLE}: tiny random models, the polygons mean nothing")
+    if DEMO_TITLE in labels:
+        lines.append(f"{DEMO_TITLE}: not the released model, and not results on imagery")
+    if SYNTHETIC_TITLE in labels:
+        lines.append(f"{SYNTHETIC_TITLE}: rendered from map data, so the polygons say nothing about a real place")
     queries = list(gdf.attrs.get("queries") or (dict.fromkeys(gdf["query"]) if len(gdf) else []))
     for q in queries:
         rows = gdf[gdf["query"] == q] if len(gdf) else gdf

@@ -298,6 +298,7 @@ def result_attrs(target, source, reasoner, run: ChipRun, queries: list[str], out
         "vlm": reasoner.vlm_name,
         "sam": reasoner.sam_name,
         "trained": bool(reasoner.trained),
+        "model_kind": getattr(reasoner, "model_kind", "custom" if reasoner.trained else "untrained"),
         "parse": getattr(reasoner, "parse", "strict"),
         "zoom": grid.zoom,
         "chip_size": run.chip_size,
@@ -306,6 +307,7 @@ def result_attrs(target, source, reasoner, run: ChipRun, queries: list[str], out
         "satellite": imagery.get("satellite_provider") or imagery.get("satellite", ""),
         "map": imagery.get("map_provider") or imagery.get("map", ""),
         "attribution": attribution,
+        "synthetic_satellite": bool(imagery.get("satellite_synthetic", False)),
         "bounds": list(grid.lonlat_bounds),
         "engine": getattr(engine, "name", type(engine).__name__),
         "missing_tiles": missing,
@@ -313,6 +315,9 @@ def result_attrs(target, source, reasoner, run: ChipRun, queries: list[str], out
     }
     if not reasoner.trained:
         attrs["warning"] = "UNTRAINED models: these polygons are not meaningful"
+    notice = getattr(reasoner, "model_notice", None)
+    if notice:
+        attrs["model_notice"] = notice
     return attrs
 
 
@@ -323,6 +328,7 @@ def _source_attrs(source: ImagerySource) -> dict:
     return {
         "satellite_provider": sat.name,
         "satellite_attribution": sat.attribution,
+        "satellite_synthetic": bool(getattr(sat, "synthetic", False)),
         "map_provider": "osm" if mp is None else mp.name,
         "map_attribution": ATTRIBUTION if mp is None else mp.attribution,
     }

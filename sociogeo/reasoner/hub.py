@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._text import one_line
+
 # weight formats transformers does not load when safetensors are present
 _UNUSED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf", ".ot")
 
@@ -129,5 +131,4 @@ def _download_size(info) -> int | None:
 
 
 def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+    return one_line(text, limit)

@@ -23,6 +23,7 @@ import numpy as np
 from .. import defaults
 from ..options import options
 from . import protocol
+from .kind import NOTICES, reasoner_kind
 from .parsing import Discarded, Item
 from .sam.base import Segmenter
 from .sam.registry import load_sam
@@ -87,7 +88,7 @@ class ReasonerSpec:
     cache_dir: object = None
     offline: bool | None = None
     generation: GenerationConfig | None = None
-    trained: bool = True
+    trained: bool | None = None
     parse: str = "strict"
     vlm_kwargs: dict | None = None
     sam_kwargs: dict | None = None
@@ -131,12 +132,13 @@ class SocioReasoner:
         generation: GenerationConfig | None = None,
         trained: bool = True,
         parse: str = "strict",
+        model_kind: str | None = None,
     ):
         self.vlm = vlm
         self.sam = sam
         self.generation = generation or GenerationConfig.greedy()
-        # False for the tiny random models of offline demos: every output is then labelled untrained
-        self.trained = trained
+        # what the models are (sociogeo.reasoner.kind): "untrained" and "demo" outputs say so everywhere
+        self.model_kind = "untrained" if trained is False else (model_kind or "custom")
         self.parse = protocol.check_parse_mode(parse)
         # how to load the same models elsewhere (set by from_pretrained; Ray actors use it)
         self.spec: ReasonerSpec | None = None
@@ -152,7 +154,7 @@ class SocioReasoner:
         cache_dir=None,
         offline: bool | None = None,
         generation: GenerationConfig | None = None,
-        trained: bool = True,
+        trained: bool | None = None,
         parse: str = "strict",
         vlm_kwargs: dict | None = None,
         sam_kwargs: dict | None = None,
@@ -164,6 +166,9 @@ class SocioReasoner:
         weights then raise :class:`~sociogeo.errors.ModelNotFoundError` saying how to provide them.
         ``dtype`` applies to the VLM; ``vlm_kwargs``/``sam_kwargs`` go to the backends (e.g.
         ``sam_kwargs={"preprocess": "transformers"}``). ``parse``: see :class:`SocioReasoner`.
+        ``trained=False`` labels every output as coming from untrained models; by default the
+        kind is read from the model folders' ``sociogeo.json`` records (see
+        :mod:`sociogeo.reasoner.kind`), so the tiny test models and the demo model say what they are.
         """
         from .hub import announce_downloads
 
@@ -176,8 +181,8 @@ class SocioReasoner:
             load_vlm(vlm, dtype=dtype, **common, **(vlm_kwargs or {})),
             load_sam(sam, **common, **(sam_kwargs or {})),
             generation=generation,
-            trained=trained,
             parse=parse,
+            model_kind=reasoner_kind(vlm, sam, trained),
         )
         named = isinstance(vlm, (str, os.PathLike)) or (
             isinstance(vlm, (list, tuple)) and all(isinstance(v, str) for v in vlm))
@@ -189,6 +194,23 @@ class SocioReasoner:
         return reasoner
 
     # -- names ---------------------------------------------------------------------------------
+    @property
+    def trained(self) -> bool:
+        """False for untrained models (random weights): their outputs are labelled as such."""
+        return self.model_kind != "untrained"
+
+    @trained.setter
+    def trained(self, value: bool) -> None:
+        if not value:
+            self.model_kind = "untrained"
+        elif self.model_kind == "untrained":
+            self.model_kind = "custom"
+
+    @property
+    def model_notice(self) -> str | None:
+        """What every output of these models must say (demo or untrained models), else None."""
+        return NOTICES.get(self.model_kind)
+
     @property
     def vlm_name(self) -> str:
         """The VLM backend's ``name`` (its class name when it has none)."""
@@ -273,6 +295,6 @@ class SocioReasoner:
         return [computed[first[id(original)]] for original in satellite_images]
 
     def __repr__(self) -> str:
-        label = "" if self.trained else ", untrained"
+        label = "" if self.model_kind in ("released", "custom") else f", {self.model_kind}"
         mode = "" if self.parse == "strict" else f", parse={self.parse!r}"
         return f"SocioReasoner(vlm={self.vlm_name!r}, sam={self.sam_name!r}{mode}{label})"

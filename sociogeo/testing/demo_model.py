@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import ModelNotFoundError
+from ..reasoner.kind import NOTICES, RECORD, read_kind
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "demo_model"
-NOTICE = "demo model trained on a synthetic stand-in of the sample area"
-KIND_FILE = "sociogeo.json"
+NOTICE = NOTICES["demo"]
+KIND_FILE = RECORD
 
 
 class DemoModel(NamedTuple):
@@ -59,10 +60,7 @@ def model_kind(folder) -> str | None:
     """The ``model_kind`` recorded in a model folder's ``sociogeo.json`` ("demo" for the demo
     model), or None when the folder records none.
     """
-    path = Path(folder) / KIND_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("model_kind")
+    return read_kind(folder)
 
 
 __all__ = ["DEMO_MODEL_DIR", "NOTICE", "DemoModel", "demo_model", "model_kind"]

@@ -52,12 +52,17 @@ def write_rasters(directory, *, zoom: int = 16, bounds=EXTRACT_BOUNDS) -> dict:
 class OfflineWorld:
     """What :func:`offline_world` provides: tile URL templates, the OSM file, tiny model paths."""
 
-    satellite: str  # URL template of the synthetic satellite layer
+    satellite: object  # the synthetic satellite layer: a TileProvider marked synthetic (see url_template)
     map: str  # URL template of the rendered map layer
     osm_source: Path
     vlm: Path
     sam: Path
     server: object
+
+    @property
+    def satellite_url(self) -> str:
+        """The satellite layer's URL template (a plain string loses the synthetic mark)."""
+        return self.satellite.url_template
 
     @property
     def bounds(self):
@@ -83,5 +88,17 @@ def offline_world(directory, *, zoom: int = 16, seed: int = 0):
     rasters = write_rasters(directory / "rasters", zoom=zoom)
     models = make_tiny_models(directory / "models", seed=seed)
     with TileServer(rasters) as server:
-        yield OfflineWorld(server.url_template("sat"), server.url_template("map"), helsinki_pbf(),
+        yield OfflineWorld(synthetic_provider(server.url_template("sat")), server.url_template("map"), helsinki_pbf(),
                            models.vlm, models.sam, server)
+
+
+def synthetic_provider(url_template: str):
+    """A :class:`~sociogeo.imagery.providers.TileProvider` for the stand-in satellite tiles at
+    ``url_template``, marked synthetic so every picture and layer made from it says so.
+    """
+    from dataclasses import replace
+
+    from ..imagery.providers import resolve_provider
+
+    return replace(resolve_provider(url_template), name=f"synthetic stand-in ({url_template.split('/{')[0]})",
+                   attribution=ATTRIBUTION, synthetic=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._optional import require
+from ..reasoner.kind import write_kind
 
 TINY_IMAGE_SIZE = 256  # pixels, square model input of both tiny models
 _PATCH = 16  # pixels per cell of the prompt encoder / ViT grid (as in the real models)
@@ -70,6 +71,7 @@ def make_tiny_sam2(directory, seed: int = 0) -> Path:
     size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
     image_processor = transformers.Sam2ImageProcessor(size=size, mask_size={"height": 64, "width": 64})
     transformers.Sam2Processor(image_processor=image_processor).save_pretrained(directory)
+    write_kind(directory, "untrained")  # loaded from this folder, it is still labelled untrained
     return directory
 
 
@@ -125,6 +127,7 @@ def make_tiny_sam1(path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         sam = _random_tiny_sam1(torch)
     torch.save(sam.state_dict(), path)
+    write_kind(path, "untrained")  # beside the checkpoint: <file>.sociogeo.json
     return path
 
 

@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 
 from ..geo.modelspace import MAX_PIXELS, MIN_PIXELS
+from ..reasoner.kind import write_kind
 from ..reasoner.prompts import stage1_text, stage2_text
 
 # Qwen2's special tokens, in Qwen's order. The config's image/video/vision ids point at these.
@@ -154,6 +155,7 @@ def make_tiny_vlm(directory, seed: int = 0, *, hidden_size: int = 64, layers: in
     )
     model.save_pretrained(directory)
     _processor(tokenizer).save_pretrained(directory)
+    write_kind(directory, "untrained")  # loaded from this folder, it is still labelled untrained
     return directory
 
 

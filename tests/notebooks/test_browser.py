@@ -132,7 +132,7 @@ def test_quickstart_renders_tiles_and_polygons_in_chromium(chromium_binary, widg
     with offline_world(workdir / "offline") as world, scripted_chat.ScriptedChatServer() as chat:
         tile_base = world.server.url
         nb = execute("01_quickstart", tmp_path / "cwd", OFFLINE=True, WORKDIR=str(workdir), VLM=chat.url,
-                     SATELLITE=world.satellite, MAP=world.map)
+                     SATELLITE=world.satellite_url, MAP=world.map)
         assert chat.completions > 0  # the notebook's reasoner asked the scripted server
         assert "widgets" in nb.metadata, "nbclient stored no widget state"
         polygons = gpd.read_file(workdir / "parks.gpkg")
