@@ -101,11 +101,6 @@ class Stretch:
             raise ConfigError(f"a stretch range needs low < high, got {value!r}")
         return cls("fixed", ranges=pairs.reshape(-1, 2), percentiles=percentiles)
 
-    @property
-    def synthetic(self) -> bool:
-        """True when the first file is tagged ``SYNTHETIC=yes`` (a stand-in, not imagery)."""
-        return bool(self.info.get("synthetic", False))
-
     def describe(self) -> str:
         """A short, stable description (for metadata and the chip store's manifest)."""
         if self.kind == "fixed":
@@ -188,6 +183,11 @@ class RasterSource:
     def remote(self) -> bool:
         """True when any file is read over the network (``/vsicurl/``, ``/vsis3/``, ...)."""
         return any(p.startswith("/vsi") and not p.startswith("/vsimem/") for p in self.paths)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the first file is tagged ``SYNTHETIC=yes`` (a stand-in, not imagery)."""
+        return bool(self.info.get("synthetic", False))
 
     @property
     def attribution(self) -> str:

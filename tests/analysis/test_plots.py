@@ -179,3 +179,13 @@ def test_queries_with_dollar_signs_are_legend_and_title_text_not_mathtext(scene,
     gdf = gdf.assign(query=[r"$\nosuch$ school", "park"])
     fig = plot_polygons(image, gdf, transform=grid.transform, crs="EPSG:3857", title=r"$\nosuch$ preview")
     fig.savefig(tmp_path / "p.png")  # draws the legend and the title
+
+
+def test_plot_prediction_labels_demo_models_and_synthetic_imagery():
+    map_image, sat = _chip_images()
+    title = plot_prediction(_prediction(), map_image, sat, model_kind="demo", synthetic=True,
+                            title="chip 3")._suptitle.get_text()
+    assert "DEMO MODEL TRAINED ON A SYNTHETIC STAND-IN OF THE SAMPLE AREA" in title
+    assert "SYNTHETIC stand-in satellite layer" in title and title.endswith("chip 3")
+    plain = plot_prediction(_prediction(), map_image, sat, model_kind="released")._suptitle.get_text()
+    assert "DEMO" not in plain and "SYNTHETIC" not in plain and "UNTRAINED" not in plain
