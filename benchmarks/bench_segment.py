@@ -29,6 +29,7 @@ Usage::
 
     python benchmarks/bench_segment.py --tiny --device cpu --chips 4 --batch-size 2
     python benchmarks/bench_segment.py --from-config --device cuda --dtype bfloat16 --chips 16 --batch-size 4
+    python benchmarks/bench_segment.py --from-config --device cuda --chips 4 16 32 --batch-size 1 8 32 --json out.json
     python benchmarks/bench_segment.py --vlm vvangfaye/SocioReasoner-3B --sam facebook/sam2-hiera-large --chips 16
 """
 
@@ -100,6 +101,7 @@ class Clock:
         self.seconds = defaultdict(float)
         self.calls = defaultdict(int)
         self.phase = 0
+        self.tokens = 0  # generated tokens, both stages
 
     def sync(self) -> None:
         if self.device is not None and self.device.type == "cuda":
@@ -122,15 +124,17 @@ class Clock:
         self.seconds.clear()
         self.calls.clear()
         self.phase = 0
+        self.tokens = 0
 
 
 class TimedVLM:
     """A VLM backend proxy: times ``generate`` per stage; optionally swaps in scripted answers."""
 
-    def __init__(self, inner, clock: Clock, *, script_boxes: int | None):
+    def __init__(self, inner, clock: Clock, *, script_boxes: int | None, forced_tokens: int = 0):
         self.inner = inner
         self.clock = clock
         self.script_boxes = script_boxes
+        self.forced_tokens = forced_tokens
         self.name = getattr(inner, "name", type(inner).__name__)
 
     def generate(self, requests, config=None):
@@ -138,9 +142,17 @@ class TimedVLM:
         with self.clock.time(f"vlm stage {stage}"):
             answers = self.inner.generate(requests, config)
         self.clock.phase = stage
+        self.clock.tokens += self._count(answers)
         if self.script_boxes is None:
             return answers
         return [scripted_answer(r, stage, self.script_boxes) for r in requests]
+
+
+    def _count(self, answers) -> int:
+        if self.forced_tokens:
+            return self.forced_tokens * len(answers)
+        tokenizer = getattr(getattr(self.inner, "processor", None), "tokenizer", None)
+        return sum(len(tokenizer(a)["input_ids"]) for a in answers) if tokenizer is not None else 0
 
 
 class TimedSAM:
@@ -186,10 +198,10 @@ def scripted_answer(request, stage: int, n_boxes: int) -> str:
 @contextmanager
 def timed_render_and_vectorize(clock: Clock):
     """Wrap the reasoner's stage-2 rendering and segment's mask-to-polygon step for the run."""
-    import sociogeo.pipeline.run as segmentation_module
-    import sociogeo.reasoner as reasoner_module
+    import sociogeo.pipeline.engine as segmentation_module
+    import sociogeo.reasoner.protocol as reasoner_module
 
-    render, polygons = reasoner_module.render_stage2, segmentation_module._polygons
+    render, polygons = reasoner_module.render_stage2, segmentation_module.chip_polygons
 
     def timed_render(*args, **kwargs):
         with clock.time("render"):
@@ -199,11 +211,11 @@ def timed_render_and_vectorize(clock: Clock):
         with clock.time("vectorize"):
             return polygons(*args, **kwargs)
 
-    reasoner_module.render_stage2, segmentation_module._polygons = timed_render, timed_polygons
+    reasoner_module.render_stage2, segmentation_module.chip_polygons = timed_render, timed_polygons
     try:
         yield
     finally:
-        reasoner_module.render_stage2, segmentation_module._polygons = render, polygons
+        reasoner_module.render_stage2, segmentation_module.chip_polygons = render, polygons
 
 
 def force_length(vlm, n_tokens: int) -> None:
@@ -291,24 +303,25 @@ def full_size_sam(device, batch_size: int):
 
 
 def load_backends(args, device):
-    from sociogeo.reasoner import DEFAULT_SAM, DEFAULT_VLM
-    from sociogeo.reasoner.sam.base import load_sam
-    from sociogeo.reasoner.vlm.base import load_vlm
+    from sociogeo.defaults import SAM as DEFAULT_SAM
+    from sociogeo.defaults import VLM as DEFAULT_VLM
+    from sociogeo.reasoner.sam.registry import load_sam
+    from sociogeo.reasoner.vlm.registry import load_vlm
 
     dtype = resolve_dtype(args.dtype)
     if args.from_config:
-        return full_size_vlm(device, dtype, args.batch_size), full_size_sam(device, args.batch_size)
+        return full_size_vlm(device, dtype, args.batch_size[0]), full_size_sam(device, args.batch_size[0])
     if args.tiny:
         paths = tiny_paths()
         vlm_spec, sam_spec = str(paths.vlm), str(paths.sam)
     else:
         vlm_spec, sam_spec = args.vlm or DEFAULT_VLM, args.sam or DEFAULT_SAM
     vlm_kwargs = {} if vlm_spec.startswith(("http://", "https://")) else {
-        "device": device, "dtype": dtype, "batch_size": args.batch_size}
+        "device": device, "dtype": dtype, "batch_size": args.batch_size[0]}
     vlm = load_vlm(vlm_spec, **vlm_kwargs)
     sam = load_sam(sam_spec, device=device)
     if hasattr(sam, "batch_size"):
-        sam.batch_size = args.batch_size
+        sam.batch_size = args.batch_size[0]
     return vlm, sam
 
 
@@ -354,7 +367,6 @@ def run(args) -> dict:
     import torch
 
     import sociogeo
-    from sociogeo.pipeline.run import segment
     from sociogeo.reasoner import SocioReasoner
     from sociogeo.reasoner.vlm.base import GenerationConfig
 
@@ -370,47 +382,81 @@ def run(args) -> dict:
     if new_tokens and hasattr(vlm, "_generation_config"):
         force_length(vlm, new_tokens)
     generation = GenerationConfig.greedy(max_new_tokens=new_tokens or 2048)
-    reasoner = SocioReasoner(TimedVLM(vlm, clock, script_boxes=args.boxes if script else None),
+    reasoner = SocioReasoner(TimedVLM(vlm, clock, script_boxes=args.boxes if script else None,
+                                      forced_tokens=new_tokens if hasattr(vlm, "_generation_config") else 0),
                              TimedSAM(sam, clock), generation=generation, trained=not random_weights)
 
-    def one_run(n_chips: int):
+    results = []
+    for i, (batch_size, n_chips) in enumerate(zip(args.batch_size, args.chips)):
+        for backend in (vlm, sam):
+            if hasattr(backend, "batch_size"):
+                backend.batch_size = batch_size
+        # the warm-up (CUDA context, kernels, allocator) runs once, before the first batch size
+        warmup = args.warmup if i == 0 else 0
+        results.append(_timed(args, reasoner, clock, device, batch_size, n_chips, warmup) | {
+            "vlm": vlm.name if hasattr(vlm, "name") else str(vlm),
+            "sam": sam.name if hasattr(sam, "name") else str(sam),
+            "vlm_parameters": n_parameters(vlm),
+            "sam_parameters": n_parameters(sam),
+            "dtype": model_dtype(vlm),
+            "new_tokens": new_tokens or "model decides",
+            "scripted_answers": bool(script),
+            "load_s": load_s,
+        })
+    return results
+
+
+def _timed(args, reasoner, clock, device, batch_size: int, n_chips: int, warmup: int) -> dict:  # noqa: PLR0913
+    """Warm up, then time ``segment`` over ``n_chips`` chips at ``batch_size`` chips per model call."""
+    import torch
+
+    from sociogeo.pipeline.run import segment
+
+    def one_run(n: int):
         clock.reset()
         with clock.time("imagery"):
-            pair = strip_pair(n_chips, args.chip_size)
+            pair = strip_pair(n, args.chip_size)
         with timed_render_and_vectorize(clock):
             start = time.perf_counter()
-            segment(pair, args.query, reasoner=reasoner, chip_size=args.chip_size, batch_size=args.batch_size)
+            segment(pair, args.query, reasoner=reasoner, chip_size=args.chip_size, batch_size=batch_size)
             clock.sync()
-            wall = time.perf_counter() - start
-        return wall
+            return time.perf_counter() - start
 
-    for _ in range(args.warmup):  # CUDA context, kernels, allocator: not part of steady state
-        one_run(min(args.batch_size, args.chips))
+    for _ in range(warmup):  # CUDA context, kernels, allocator: not part of steady state
+        one_run(min(batch_size, n_chips))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    wall = one_run(args.chips)
+    wall = one_run(n_chips)
     stages = {s: clock.seconds.get(s, 0.0) for s in STAGES}
     accounted = sum(v for k, v in stages.items() if k != "imagery")
     return {
         "device": str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})",
-        "vlm": vlm.name if hasattr(vlm, "name") else str(vlm),
-        "sam": sam.name if hasattr(sam, "name") else str(sam),
-        "vlm_parameters": n_parameters(vlm),
-        "sam_parameters": n_parameters(sam),
-        "dtype": model_dtype(vlm),
-        "chips": args.chips,
+        "chips": n_chips,
         "chip_size": args.chip_size,
-        "batch_size": args.batch_size,
-        "new_tokens": new_tokens or "model decides",
-        "scripted_answers": bool(script),
-        "load_s": load_s,
+        "batch_size": batch_size,
         "stages_s": stages,
         "other_s": max(0.0, wall - accounted),  # chip cutting, parsing, batching, mosaicking
         "segment_wall_s": wall,
-        "chips_per_s": args.chips / wall,
-        "chips_per_s_with_imagery": args.chips / (wall + stages["imagery"]),
+        "seconds_per_chip": wall / n_chips,
+        "chips_per_s": n_chips / wall,
+        "chips_per_s_with_imagery": n_chips / (wall + stages["imagery"]),
+        "generated_tokens_per_s": clock.tokens / max(stages["vlm stage 1"] + stages["vlm stage 2"], 1e-9),
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
     }
+
+
+def print_summary(results: list[dict]) -> None:
+    """One line per batch size: seconds per chip, the VLM's share, tokens/s, peak memory."""
+    print(f"\n{'batch':>6}{'chips':>7}{'s / chip':>10}{'vlm s / chip':>14}{'sam s / chip':>14}{'tokens/s':>10}"
+          f"{'peak GB':>9}")
+    for r in results:
+        st = r["stages_s"]
+        vlm = (st["vlm stage 1"] + st["vlm stage 2"]) / r["chips"]
+        sam = (st["sam embed"] + st["sam stage 1"] + st["sam stage 2"]) / r["chips"]
+        peak = "n/a" if r["peak_gpu_memory_gb"] is None else f"{r['peak_gpu_memory_gb']:.1f}"
+        print(f"{r['batch_size']:>6}{r['chips']:>7}{r['seconds_per_chip']:>10.3f}{vlm:>14.3f}{sam:>14.3f}"
+              f"{r['generated_tokens_per_s']:>10.0f}{peak:>9}")
+    print("paper (Table 8): 2.71 s per sample; issue 15's goal: 0.27 s per chip")
 
 
 def print_table(r: dict) -> None:
@@ -428,7 +474,8 @@ def print_table(r: dict) -> None:
     for stage, seconds in rows:
         print(f"{stage:<14}{seconds:>10.3f}{1000 * seconds / r['chips']:>12.1f}{seconds / total:>8.1%}")
     print(f"{'total':<14}{total:>10.3f}{1000 * total / r['chips']:>12.1f}{1:>8.0%}")
-    print(f"\nchips per second: {r['chips_per_s']:.3f} (segment), {r['chips_per_s_with_imagery']:.3f} (with imagery)")
+    print(f"\nchips per second: {r['chips_per_s']:.3f} (segment), {r['chips_per_s_with_imagery']:.3f} (with imagery); "
+          f"{r['seconds_per_chip']:.3f} s per chip; generated tokens per second: {r['generated_tokens_per_s']:.0f}")
     if r["peak_gpu_memory_gb"] is not None:
         print(f"peak GPU memory: {r['peak_gpu_memory_gb']:.1f} GB")
 
@@ -443,8 +490,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sam", default=None, help="SAM hub id, folder or .pth (default: facebook/sam2-hiera-large)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="VLM dtype: bfloat16, float16, float32 (default: bf16 on CUDA)")
-    parser.add_argument("--batch-size", type=int, default=4, help="chips per model call (default 4)")
-    parser.add_argument("--chips", type=int, default=8, help="chips to time (default 8)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[4],
+                        help="chips per model call; several values are timed one after another on the same "
+                             "loaded models (default 4)")
+    parser.add_argument("--chips", type=int, nargs="+", default=[8],
+                        help="chips to time: one value, or one per --batch-size (default 8)")
     parser.add_argument("--chip-size", type=int, default=768, help="chip side in pixels (default 768)")
     parser.add_argument("--new-tokens", type=int, default=None,
                         help="force every answer to this many tokens "
@@ -455,18 +505,26 @@ def main(argv=None) -> int:
     answers.add_argument("--no-script-answers", dest="script_answers", action="store_false")
     parser.add_argument("--boxes", type=int, default=3, help="boxes per scripted stage-1 answer (default 3)")
     parser.add_argument("--query", default="park")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed warm-up runs before the first batch size (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     if (args.tiny or args.from_config) and (args.vlm or args.sam):
         parser.error("--vlm/--sam cannot be combined with --tiny or --from-config")
-    if args.chips < 1 or args.batch_size < 1:
+    if len(args.chips) == 1:
+        args.chips = args.chips * len(args.batch_size)
+    if len(args.chips) != len(args.batch_size):
+        parser.error("--chips takes one value or one per --batch-size")
+    if min(args.chips) < 1 or min(args.batch_size) < 1:
         parser.error("--chips and --batch-size must be at least 1")
 
-    result = run(args)
-    print_table(result)
+    results = run(args)
+    for result in results:
+        print_table(result)
+    if len(results) > 1:
+        print_summary(results)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=2, default=str))
     return 0
 
 
