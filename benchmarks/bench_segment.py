@@ -387,6 +387,7 @@ def run(args) -> dict:
                              TimedSAM(sam, clock), generation=generation, trained=not random_weights)
 
     results = []
+    note(f"models ready in {load_s:.1f} s")
     for i, (batch_size, n_chips) in enumerate(zip(args.batch_size, args.chips)):
         for backend in (vlm, sam):
             if hasattr(backend, "batch_size"):
@@ -403,7 +404,15 @@ def run(args) -> dict:
             "scripted_answers": bool(script),
             "load_s": load_s,
         })
+        print_table(results[-1])  # as each batch size finishes: a run cut short keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+def note(message: str) -> None:
+    """A progress line with the time, flushed at once (long GPU runs show where they are)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _timed(args, reasoner, clock, device, batch_size: int, n_chips: int, warmup: int) -> dict:  # noqa: PLR0913
@@ -423,7 +432,9 @@ def _timed(args, reasoner, clock, device, batch_size: int, n_chips: int, warmup:
             return time.perf_counter() - start
 
     for _ in range(warmup):  # CUDA context, kernels, allocator: not part of steady state
-        one_run(min(batch_size, n_chips))
+        note(f"warm-up: {min(batch_size, n_chips)} chip(s) at batch size {batch_size}")
+        note(f"warm-up done in {one_run(min(batch_size, n_chips)):.1f} s")
+    note(f"timing {n_chips} chip(s) at batch size {batch_size}")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall = one_run(n_chips)
@@ -519,12 +530,8 @@ def main(argv=None) -> int:
         parser.error("--chips and --batch-size must be at least 1")
 
     results = run(args)
-    for result in results:
-        print_table(result)
     if len(results) > 1:
         print_summary(results)
-    if args.json:
-        args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=2, default=str))
     return 0
 
 

@@ -16,6 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
+rm -rf /tmp/site  # a warm machine keeps what an earlier run installed
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || { echo "installing .whl/ failed"; exit 1; }
@@ -29,11 +30,14 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SOCIOGEO_CACHE_DIR=${SOCIOGEO_CACHE_D
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 } 2>&1 | tee "$OUT/machine.txt"
 
+# a short smoke run first: model build time and one chip at 16 tokens, so a slow machine shows why
+timeout "${SMOKE_S:-120}" python3 benchmarks/bench_segment.py --from-config --device cuda --dtype bfloat16 \
+    --batch-size 1 --chips 1 --new-tokens 16 --json "$OUT/smoke.json" 2>&1 | tee "$OUT/smoke.log"
 timeout "${SEGMENT_S:-300}" python3 benchmarks/bench_segment.py --from-config --device cuda --dtype bfloat16 \
     --batch-size 1 8 32 --chips 2 16 32 --new-tokens 256 --json "$OUT/segment.json" 2>&1 | tee "$OUT/segment.log"
 timeout "${GRPO_S:-130}" python3 benchmarks/bench_grpo.py --from-config --device cuda --lora --prompts 4 --group-size 8 \
-    --steps 1 --warmup 1 --new-tokens 256 --json "$OUT/grpo_lora.json" 2>&1 | tee "$OUT/grpo_lora.log"
+    --steps 1 --warmup 1 --new-tokens 256 --verbose --json "$OUT/grpo_lora.json" 2>&1 | tee "$OUT/grpo_lora.log"
 timeout "${GRPO_S:-130}" python3 benchmarks/bench_grpo.py --from-config --device cuda --prompts 4 --group-size 8 \
-    --steps 1 --warmup 1 --new-tokens 256 --gradient-checkpointing --json "$OUT/grpo_full.json" 2>&1 \
+    --steps 1 --warmup 1 --new-tokens 256 --gradient-checkpointing --verbose --json "$OUT/grpo_full.json" 2>&1 \
     | tee "$OUT/grpo_full.log"
 echo "done"
