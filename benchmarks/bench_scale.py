@@ -83,12 +83,13 @@ def serve(port_file: str) -> None:
 def start_server():
     port_file = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "url"
     process = subprocess.Popen([sys.executable, str(HERE), "serve", str(port_file)])
-    for _ in range(200):
+    deadline = time.monotonic() + 120  # imports and pre-rendering take a while on a busy machine
+    while time.monotonic() < deadline and process.poll() is None:
         if port_file.exists() and port_file.read_text():
             return process, port_file.read_text()
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError("the tile server did not start")
+    raise RuntimeError(f"the tile server did not start (exit status {process.poll()})")
 
 
 def bbox(km2: float, lat: float = LAT, lon: float = LON):
