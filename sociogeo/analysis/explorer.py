@@ -511,10 +511,7 @@ class Explorer:
         else:
             text = f"No {query!r} found in this area."
         level = "success"
-        if frame.attrs.get("model_kind") == "demo":
-            text += f" ({frame.attrs.get('model_notice') or 'demo model'}.)"
-        if frame.attrs.get("synthetic_satellite"):
-            text += " The satellite layer is a synthetic stand-in, not imagery."
+        text += _label_text(frame.attrs)
         if frame.attrs.get("warning"):
             text += f" {frame.attrs['warning']}."
             level = "warning"
@@ -679,7 +676,8 @@ class Explorer:
             self._show_error(exc)
             raise
         path = written["result"]
-        self._set_status(f"Exported {len(self.results)} polygon(s) to {path}", "success")
+        self._set_status(f"Exported {len(self.results)} polygon(s) to {path}.{_label_text(self.results.attrs)}",
+                         "success")
         self._write_log([f"[{_dt.datetime.now():%H:%M:%S}] export: {len(self.results)} polygon(s)",
                          f"  files written: {path}, {written['metadata']}"])
         return path
@@ -784,6 +782,18 @@ def _check_segment_kwargs(kwargs: dict) -> None:
 def _html(text) -> str:
     """``text`` safe inside HTML (layer names, which Leaflet's layers control shows as HTML)."""
     return html.escape(str(text))
+
+
+def _label_text(attrs: dict) -> str:
+    """What the status line adds about a result's models and imagery (demo model, synthetic
+    satellite layer), with a leading space; empty for real models on imagery.
+    """
+    text = ""
+    if attrs.get("model_kind") == "demo":
+        text += f" ({attrs.get('model_notice') or 'demo model'}.)"
+    if attrs.get("synthetic_satellite"):
+        text += " The satellite layer is a synthetic stand-in, not imagery."
+    return text
 
 
 def _written_files(segment_kwargs: dict) -> list[str]:

@@ -5,7 +5,8 @@ SYNTHETIC: OpenStreetMap land cover rendered by :func:`sociogeo.osm.render.rende
 ``landcover`` style. The map layer is rendered from the same data in sociogeo's ``socioseg``
 style. Both are served by a real loopback :class:`~sociogeo.testing.TileServer`, so tests,
 notebooks and CI exercise the same HTTP tile path as real providers. Nothing here is imagery to
-analyse; it is plumbing to test with.
+analyse; it is plumbing to test with. The models :func:`offline_world` hands out are the shipped
+demo model (trained on this very stand-in, and labelled so) or tiny untrained ones.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def write_rasters(directory, *, zoom: int = 16, bounds=EXTRACT_BOUNDS) -> dict:
 
 @dataclass
 class OfflineWorld:
-    """What :func:`offline_world` provides: tile URL templates, the OSM file, tiny model paths."""
+    """What :func:`offline_world` provides: tile URL templates, the OSM file, model paths (the
+    shipped demo model's, or tiny untrained ones), and the zoom the rasters were rendered at.
+    """
 
     satellite: object  # the synthetic satellite layer: a TileProvider marked synthetic (see url_template)
     map: str  # URL template of the rendered map layer
@@ -58,6 +61,8 @@ class OfflineWorld:
     vlm: Path
     sam: Path
     server: object
+    zoom: int = 16  # the zoom the stand-in rasters were rendered at (tiles of other zooms are resampled)
+    models: str = "tiny"  # "demo" (the shipped demo model) or "tiny" (tiny untrained models)
 
     @property
     def satellite_url(self) -> str:
@@ -70,26 +75,52 @@ class OfflineWorld:
         return EXTRACT_BOUNDS
 
 
+MODELS = ("demo", "tiny")
+
+
 @contextmanager
-def offline_world(directory, *, zoom: int = 16, seed: int = 0):
-    """A running loopback tile server for Helsinki plus tiny untrained models, for offline runs
-    of tests and notebooks.
+def offline_world(directory, *, models: str = "demo", zoom: int | None = None, seed: int = 0):
+    """A running loopback tile server for Helsinki plus models to run on it, for offline runs of
+    tests and notebooks.
+
+    ``models="demo"`` (default): the demo model shipped with sociogeo
+    (:func:`sociogeo.testing.demo_model.demo_model`), trained on this synthetic stand-in at zoom 17,
+    so it finds parks here; its folders record it as a demo model, so every result says so. Run it
+    on chips of its size (``demo_model().chip_size``). ``models="tiny"``: tiny untrained models
+    (random weights, made under ``directory``), for tests of the plumbing only. ``zoom``: the zoom
+    the stand-in layers are rendered at; None picks the demo model's zoom (17) for ``"demo"`` and
+    16 for ``"tiny"``. ``seed`` seeds the tiny models.
 
     Example::
 
         with offline_world("/tmp/sociogeo-offline") as world:
-            sociogeo.segment(bbox, "park", vlm=world.vlm, sam=world.sam,
+            sociogeo.segment(bbox, "park", vlm=world.vlm, sam=world.sam, zoom=world.zoom, chip_size=224,
                              satellite=world.satellite, map=world.map)
     """
     from .tileserver import TileServer
-    from .tiny import make_tiny_models
 
+    if models not in MODELS:
+        raise ValueError(f"models must be one of {', '.join(MODELS)}, got {models!r}")
     directory = Path(directory)
+    vlm, sam, default_zoom = _offline_models(directory, models, seed)
+    zoom = default_zoom if zoom is None else int(zoom)
     rasters = write_rasters(directory / "rasters", zoom=zoom)
-    models = make_tiny_models(directory / "models", seed=seed)
     with TileServer(rasters) as server:
         yield OfflineWorld(synthetic_provider(server.url_template("sat")), server.url_template("map"), helsinki_pbf(),
-                           models.vlm, models.sam, server)
+                           vlm, sam, server, zoom=zoom, models=models)
+
+
+def _offline_models(directory: Path, models: str, seed: int) -> tuple[Path, Path, int]:
+    """``(vlm, sam, zoom)``: the demo model's folders and zoom, or tiny models made under ``directory``."""
+    if models == "demo":
+        from .demo_model import demo_model
+
+        model = demo_model()
+        return model.vlm, model.sam, int(model.info["zoom"])
+    from .tiny import make_tiny_models
+
+    tiny = make_tiny_models(directory / "models", seed=seed)
+    return tiny.vlm, tiny.sam, 16
 
 
 def synthetic_provider(url_template: str):

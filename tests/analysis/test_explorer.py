@@ -532,3 +532,19 @@ server.stop()
     printed = "".join(o.get("text", "") for o in nb.cells[1].outputs if o["output_type"] == "stream")
     assert "raised InvalidAreaError" in printed
     assert "rows 2" in printed
+
+
+def test_demo_model_results_say_so_after_the_run_and_after_export(make_explorer, tmp_path):
+    from sociogeo.reasoner.kind import NOTICES
+
+    reasoner = scripted_reasoner()
+    reasoner.model_kind = "demo"  # as SocioReasoner.from_pretrained sets it for the shipped demo model
+    explorer = make_explorer(reasoner)
+    draw(explorer, rectangle(*BBOX))
+    found = explorer.run("park")
+    assert len(found) and found.attrs["model_kind"] == "demo"
+    assert NOTICES["demo"] in explorer.status
+    (layer,) = [layer for layer in layers(explorer, ipyleaflet.GeoJSON) if layer.name.startswith("park")]
+    assert layer.name.endswith("demo model")
+    path = explorer.export(tmp_path / "parks.gpkg")
+    assert str(path) in explorer.status and NOTICES["demo"] in explorer.status  # the export keeps the label

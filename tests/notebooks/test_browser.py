@@ -1,16 +1,16 @@
 """The quickstart notebook in a real browser: headless Chromium renders the executed notebook's
 Explorer widget, with its tiles and result polygons.
 
-The notebook runs offline (loopback tiles, tiny models) with its widget state stored; nbconvert
-exports it to HTML; the widget JavaScript comes from a loopback server (npm
+The notebook runs offline (loopback tiles, the shipped demo model) with its widget state stored;
+nbconvert exports it to HTML; the widget JavaScript comes from a loopback server (npm
 ``@jupyter-widgets/html-manager`` and the ``jupyter-leaflet`` bundle shipped in ipyleaflet's Python
 wheel), never a CDN; Chromium resolves no host but 127.0.0.1. The tile server is started by this
 test and handed to the notebook (``SATELLITE``/``MAP``), so it still serves when the browser asks.
 
-An untrained tiny model finds nothing, which would leave no polygons to look for. The notebook is
-therefore given (``VLM``) the URL of a scripted OpenAI-compatible chat server on 127.0.0.1
-(tests/notebooks/browser/scripted_chat.py) that answers one box per chip; the notebook loads it like any
-served VLM, through sociogeo's OpenAI client, and the real tiny SAM segments the box.
+The polygons are real model output: the notebook's offline reasoner is the demo model
+(``sociogeo/data/demo_model``, trained on the synthetic stand-in of the sample area), which finds
+the parks of the sample area; the page must show them, over OpenStreetMap's parks, with the demo
+model's label in the map's layers control and status line.
 
 Chromium: Debian's ``chromium`` package. Without it (or without ``npm install --prefix
 tests/notebooks/browser``) the test is skipped, except in CI (``CI=true``), where it fails.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_notebooks import execute
+from test_notebooks import execute, read_parameters
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,7 +50,6 @@ def _load(name: str):
 
 chromium = _load("chromium")
 assets = _load("assets")
-scripted_chat = _load("scripted_chat")
 
 
 def _require(found: bool, what: str) -> None:
@@ -104,6 +104,38 @@ PAGE_STATE = """
 """
 
 
+# the text of the map's layers control (layer names, also when it is collapsed) and of every widget
+PAGE_TEXT = """
+(() => ({
+  layers: [...document.querySelectorAll('.jupyter-widgets .leaflet-control-layers')]
+    .map(e => e.textContent).join(' | '),
+  widgets: [...document.querySelectorAll('.jupyter-widgets')].map(e => e.textContent).join(' | '),
+}))()
+"""
+
+
+def _demo_model_parks(workdir: Path, bbox, osm_source):
+    """The quickstart's exported parks, checked: found by the demo model (and labelled so), and
+    mostly on OpenStreetMap's parks (leisure=park and the like, from the offline extract).
+    """
+    import geopandas as gpd
+
+    from sociogeo.osm import load_features
+    from sociogeo.osm.taxonomy import classify_tags, osm_tags_for
+    from sociogeo.testing.demo_model import NOTICE
+
+    polygons = gpd.read_file(workdir / "parks.gpkg")
+    assert len(polygons) > 0, "the demo model found no park in the quickstart's area"
+    attrs = json.loads((workdir / "parks.gpkg.json").read_text())["attrs"]
+    assert attrs["model_kind"] == "demo" and attrs["model_notice"] == NOTICE
+    features = load_features(bbox, osm_tags_for("park"), source=osm_source)
+    parks = features[[(c := classify_tags(row)) is not None and c[0] == "park" for _, row in features.iterrows()]]
+    found = polygons.to_crs(3857)
+    overlap = found.union_all().intersection(parks.to_crs(3857).union_all()).area
+    assert overlap > 0.3 * found.area.sum(), f"the demo model's parks miss OpenStreetMap's ({overlap:.0f} m²)"
+    return polygons
+
+
 def _settled(browser, tile_base: str, colour: str, n_polygons: int):
     """Wait until the map shows loaded loopback tiles (none pending) and ``n_polygons`` result paths."""
     condition = f"""
@@ -121,22 +153,20 @@ def _settled(browser, tile_base: str, colour: str, n_polygons: int):
 
 
 def test_quickstart_renders_tiles_and_polygons_in_chromium(chromium_binary, widget_javascript, tmp_path):
-    import geopandas as gpd
     from PIL import Image
 
     from sociogeo.analysis.explorer import QUERY_COLOURS
+    from sociogeo.testing.demo_model import NOTICE
     from sociogeo.testing.helsinki import offline_world
 
     workdir = tmp_path / "sociogeo-work"
     colour = QUERY_COLOURS[0].lower()  # the first query's colour on the explorer's map
-    with offline_world(workdir / "offline") as world, scripted_chat.ScriptedChatServer() as chat:
+    with offline_world(workdir / "offline") as world:  # the demo model's world: zoom-17 stand-in tiles
         tile_base = world.server.url
-        nb = execute("01_quickstart", tmp_path / "cwd", OFFLINE=True, WORKDIR=str(workdir), VLM=chat.url,
+        nb = execute("01_quickstart", tmp_path / "cwd", OFFLINE=True, WORKDIR=str(workdir),
                      SATELLITE=world.satellite_url, MAP=world.map)
-        assert chat.completions > 0  # the notebook's reasoner asked the scripted server
         assert "widgets" in nb.metadata, "nbclient stored no widget state"
-        polygons = gpd.read_file(workdir / "parks.gpkg")
-        assert len(polygons) > 0, "the tiny SAM segmented nothing in the scripted boxes"
+        polygons = _demo_model_parks(workdir, read_parameters(nb)["AREA"], world.osm_source)
 
         world.server.reset_log()
         with assets.AssetServer() as server, chromium.Chromium(chromium_binary, tmp_path / "chromium",
@@ -160,6 +190,7 @@ def test_quickstart_renders_tiles_and_polygons_in_chromium(chromium_binary, widg
             x0, y0 = box["x"] + state["scroll"][0], box["y"] + state["scroll"][1]
             browser.screenshot(SCREENSHOT, clip={"x": x0, "y": y0, "width": box["width"], "height": box["height"]})
             requests = list(browser.requests)
+            page_text = browser.evaluate(PAGE_TEXT)
         tile_log = world.server.requests
         render = world.server.render  # the PNG the server sends for a tile
 
@@ -179,7 +210,11 @@ def test_quickstart_renders_tiles_and_polygons_in_chromium(chromium_binary, widg
 
     # the polygons: one SVG path per result row, in the query's colour
     result_paths = [p for p in state["paths"] if p["stroke"] == colour]
-    assert len(result_paths) == len(polygons)
+    assert len(result_paths) == len(polygons) > 0
+    # the page says whose polygons they are: the layers control names the demo model, the status
+    # line gives its notice, and the satellite base layer is named a synthetic stand-in
+    assert f"park ({len(polygons)}) \u2014 demo model" in page_text["layers"], page_text
+    assert NOTICE in page_text["widgets"], page_text
 
     # and in the pixels: where tiles loaded, the map shows them (not Leaflet's empty grey background),
     # and the outlines' colour is where the result paths are

