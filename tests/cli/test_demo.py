@@ -67,6 +67,10 @@ def test_offline_demo_runs_the_demo_model_and_labels_every_output(shared_cache, 
     assert gdf.attrs["queries"] == ["park"] and gdf.attrs["zoom"] == demo.DEMO_ZOOM
     assert "synthetic" in gdf.attrs["satellite"] and "OpenStreetMap" in gdf.attrs["attribution"]
     assert "demo_model" in gdf.attrs["vlm"]
+    from sociogeo.testing.helsinki import osm_parks, share_on
+
+    share = share_on(gdf, osm_parks(demo.DEMO_BBOX))
+    assert share > 0.3, f"only {share:.0%} of the demo's park area lies on OpenStreetMap's parks"
     assert preview_titles and preview_titles[0].startswith(NOTICE.upper())
     grid = demo.demo_area().grid
     assert Image.open(out / "preview.png").size == (grid.width, grid.height)

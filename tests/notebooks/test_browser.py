@@ -120,19 +120,15 @@ def _demo_model_parks(workdir: Path, bbox, osm_source):
     """
     import geopandas as gpd
 
-    from sociogeo.osm import load_features
-    from sociogeo.osm.taxonomy import classify_tags, osm_tags_for
     from sociogeo.testing.demo_model import NOTICE
+    from sociogeo.testing.helsinki import osm_parks, share_on
 
     polygons = gpd.read_file(workdir / "parks.gpkg")
     assert len(polygons) > 0, "the demo model found no park in the quickstart's area"
     attrs = json.loads((workdir / "parks.gpkg.json").read_text())["attrs"]
     assert attrs["model_kind"] == "demo" and attrs["model_notice"] == NOTICE
-    features = load_features(bbox, osm_tags_for("park"), source=osm_source)
-    parks = features[[(c := classify_tags(row)) is not None and c[0] == "park" for _, row in features.iterrows()]]
-    found = polygons.to_crs(3857)
-    overlap = found.union_all().intersection(parks.to_crs(3857).union_all()).area
-    assert overlap > 0.3 * found.area.sum(), f"the demo model's parks miss OpenStreetMap's ({overlap:.0f} m²)"
+    share = share_on(polygons, osm_parks(bbox, osm_source))
+    assert share > 0.3, f"the demo model's parks miss OpenStreetMap's (only {share:.0%} of their area is on them)"
     return polygons
 
 
