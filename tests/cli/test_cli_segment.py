@@ -114,7 +114,8 @@ def test_segment_with_tiny_models_writes_gpkg_sidecar_and_preview(tiny, tile_ser
     attrs = meta["attrs"]
     assert attrs["vlm"] == str(tiny.vlm) and attrs["sam"].startswith("sam2")
     assert attrs["zoom"] == 15 and attrs["chip_size"] == 256 and attrs["queries"] == ["park"]
-    assert attrs["trained"] is True  # models given on the command line are taken as trained
+    # sociogeo.testing's tiny models record that they are untrained, and stay labelled when named by path
+    assert attrs["trained"] is False and attrs["model_kind"] == "untrained"
     assert attrs["parse"] == "strict"  # answers read as the release reads them unless --parse repair
     assert gdf.attrs["vlm"] == str(tiny.vlm)  # read_result restores the attrs
     # the preview is the satellite image on the area's grid (small areas are not downsampled)
@@ -122,6 +123,7 @@ def test_segment_with_tiny_models_writes_gpkg_sidecar_and_preview(tiny, tile_ser
     printed = capsys.readouterr().out
     assert re.search(rf"'park': {len(gdf)} entit", printed)
     assert str(out) in printed and "parks.preview.png" in printed
+    assert "\nUNTRAINED MODELS" in printed  # the summary starts with the label
 
 
 @pytest.mark.parametrize("suffix", [".geojson", ".parquet"])
