@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import defaults
 from .._text import one_line
+from ..reasoner.kind import NOTICES
 
 DEMO_BBOX = (24.938, 60.1655, 24.952, 60.1705)  # (west, south, east, north) degrees: Esplanadi and around
 DEMO_ZOOM = 17
@@ -39,7 +40,7 @@ DEMO_SATELLITE = defaults.SATELLITE
 DEMO_MAP = defaults.OSM_MAP  # rendered locally from Overpass data in SocioSeg's style
 DEFAULT_OUT = "sociogeo-demo"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample" / "helsinki"
-DEMO_NOTICE = "demo model trained on a synthetic stand-in of the sample area"  # = sociogeo.testing.demo_model.NOTICE
+DEMO_NOTICE = NOTICES["demo"]
 FILES = {"result": "results.gpkg", "preview": "preview.png", "reasoning": "reasoning.png", "readme": "README.md"}
 _NOTICE_CHARS = 240  # the fallback notice stays one readable line
 
@@ -116,11 +117,10 @@ def run_demo(
             pair, reasoner = _online_inputs(device=device, model_cache_dir=model_cache_dir, echo=echo)
         except (ModelNotFoundError, TileFetchError, OSMDataError) as exc:
             notice = f"{type(exc).__name__}: {one_line(str(exc), _NOTICE_CHARS)}"
-    chip_size, kind = defaults.CHIP_SIZE, "released"
+    chip_size = defaults.CHIP_SIZE
     if notice is not None:
         echo(f"running OFFLINE on bundled sample data with the {DEMO_NOTICE} ({notice})")
         pair, reasoner, chip_size = _offline_inputs(device=device)
-        kind = "demo"
 
     result, best = _segment(pair, query, reasoner, chip_size=chip_size)
     if notice is not None:
@@ -128,16 +128,14 @@ def run_demo(
             "SYNTHETIC satellite stand-in rendered from OpenStreetMap data (bundled sample); not imagery"
         )
         result.attrs["demo_notice"] = notice
-        result.attrs["model_kind"] = kind
-        result.attrs["model_notice"] = DEMO_NOTICE
-        result.attrs["synthetic_satellite"] = True  # the bundled sample's satellite layer is rendered
     paths = _write_outputs(out, pair, result, best, trained=reasoner.trained, notice=notice)
 
     from ..pipeline.results import summary_lines
 
     for line in summary_lines(result, paths):  # the first lines carry the demo's labels
         echo(line)
-    return DemoResult(result=result, paths=paths, trained=bool(reasoner.trained), notice=notice, model_kind=kind)
+    return DemoResult(result=result, paths=paths, trained=bool(reasoner.trained), notice=notice,
+                      model_kind=reasoner.model_kind)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
