@@ -29,31 +29,25 @@ def _tiles(entries) -> set:
     return {(m["z"], m["x"], m["y"]) for m in entries}
 
 
-def test_tiles_the_server_does_not_have_are_in_attrs_and_sidecar(tile_server, tile_cache_dir, sf_area, tmp_path):
-    gone = list(sf_area.grid.tiles())[1]
-    tile_server.inject("404", tiles=[gone], layer="sat")
-    out = tmp_path / "gaps.gpkg"
-    with pytest.warns(MissingTilesWarning):
-        result = _run(tile_server, tile_cache_dir, sf_area, out)
-    assert _tiles(result.attrs["missing_tiles"]["satellite"]) == {gone}
-    assert result.attrs["missing_tiles"]["map"] == []
-    meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
-    assert _tiles(meta["attrs"]["missing_tiles"]["satellite"]) == {gone}
-    assert meta["attrs"]["missing_tiles"]["satellite"][0]["kind"] == "missing"
-
-
-def test_a_server_error_that_lasts_is_recorded_as_missing(tile_server, tile_cache_dir, sf_area, tmp_path,
-                                                          _reset_sociogeo_options):
+@pytest.mark.parametrize(("fault", "index", "layer", "kind", "suffix"), [
+    ("404", 1, "satellite", "missing", ".gpkg"),  # a tile the server does not have
+    ("500", 2, "map", "server", ".parquet"),  # a server error that lasts
+])
+def test_tiles_that_stay_missing_are_in_attrs_and_sidecar(fault, index, layer, kind, suffix, tile_server,  # noqa: PLR0913
+                                                         tile_cache_dir, sf_area, tmp_path, _reset_sociogeo_options):
     _reset_sociogeo_options.retries = 0
-    broken = list(sf_area.grid.tiles())[2]
-    tile_server.inject("500", tiles=[broken], layer="map")
-    out = tmp_path / "broken.parquet"
+    gone = list(sf_area.grid.tiles())[index]
+    tile_server.inject(fault, tiles=[gone], layer="sat" if layer == "satellite" else "map")
+    out = tmp_path / f"gaps{suffix}"
     with pytest.warns(MissingTilesWarning):
         result = _run(tile_server, tile_cache_dir, sf_area, out)
-    assert _tiles(result.attrs["missing_tiles"]["map"]) == {broken}
-    assert result.attrs["missing_tiles"]["map"][0]["kind"] == "server"
+    other = "map" if layer == "satellite" else "satellite"
+    assert _tiles(result.attrs["missing_tiles"][layer]) == {gone}
+    assert result.attrs["missing_tiles"][other] == []
+    assert result.attrs["missing_tiles"][layer][0]["kind"] == kind
     meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
-    assert _tiles(meta["attrs"]["missing_tiles"]["map"]) == {broken}
+    assert _tiles(meta["attrs"]["missing_tiles"][layer]) == {gone}
+    assert meta["attrs"]["missing_tiles"][layer][0]["kind"] == kind
 
 
 def test_a_tile_that_fails_once_is_fetched_again_when_its_chip_is_retried(tile_server, tile_cache_dir, sf_area,
