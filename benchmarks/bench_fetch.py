@@ -7,14 +7,16 @@ sockets and its rendered tiles cached before any measurement, so it answers from
 own CPU per tile is reported beside the client's to show it is not the bottleneck. Each measurement
 runs in a fresh Python subprocess with an empty client cache: ``cold`` is its first fetch of the area
 (every tile downloaded and decoded), ``warm`` a second fetch of the same area in the same process
-(every tile read back from the client's disk cache: sociogeo keeps the PNG bytes and decodes them again,
-contextily keeps the decoded arrays with joblib).
+(every tile read back from the client's disk cache: both sociogeo, by default, and contextily keep the
+decoded pixels, sociogeo beside the tile's bytes in one checked file, contextily as joblib pickles).
+Each row is measured ``--repeat`` times, alternating the clients, and the median is printed with the
+range: on a small shared machine single runs move by a factor of two.
 
 Client CPU is the process CPU time (``time.process_time()``, all threads) plus that of any worker
 processes it started (contextily with ``n_connections > 1`` downloads in joblib worker processes), per
 tile. Peak RSS is sampled every 2 ms in the measuring process.
 
-Usage: ``python benchmarks/bench_fetch.py [--zoom 17] [--km2 16]``
+Usage: ``python benchmarks/bench_fetch.py [--zoom 17] [--km2 16] [--repeat 5]``
 """
 
 from __future__ import annotations
@@ -176,6 +178,19 @@ def measure(config: dict) -> dict:
     return result
 
 
+def median_run(runs: list[dict]) -> dict:
+    """One result whose figures are the medians of ``runs`` (with ``min_s``/``max_s`` of the seconds)."""
+    import statistics
+
+    out = {"tiles": runs[0]["tiles"], "server_cpu_s": statistics.median(r["server_cpu_s"] for r in runs)}
+    for state in ("cold", "warm"):
+        seconds = [r[state]["seconds"] for r in runs]
+        out[state] = {key: statistics.median(r[state][key] for r in runs)
+                      for key in ("seconds", "cpu_s", "workers_cpu_s", "pixels")}
+        out[state] |= {"min_s": min(seconds), "max_s": max(seconds)}
+    return out
+
+
 def decode_costs(url_template: str, server, zoom: int, km2: float) -> dict:
     """Milliseconds per tile to decode the served PNGs: sociogeo's decode_tile vs contextily's way."""
     import numpy as np
@@ -190,15 +205,28 @@ def decode_costs(url_template: str, server, zoom: int, km2: float) -> dict:
     def contextily_decode(data):  # what contextily's _fetch_tile does with a response body
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
 
+    from sociogeo.imagery.cache import TileCache
+    from sociogeo.imagery.tiles import pack_tile, unpack_tile
+
+    cache = TileCache(tempfile.mkdtemp(prefix="bench-decode-"))
+    for i, data in enumerate(tiles):
+        cache.put("k", zoom, i, 0, data, decoded=pack_tile(decode_tile(data)))
+
+    def cached_read(i):  # a warm hit in sociogeo's cache: file read, both digests, unpack
+        return cache.get("k", zoom, i, 0, decode=decode_tile, unpack=unpack_tile)
+
     out = {}
-    for name, decode in (("sociogeo decode_tile", decode_tile), ("contextily (PIL convert RGBA)", contextily_decode)):
+    for name, decode, items in (("sociogeo decode_tile", decode_tile, tiles),
+                                ("contextily (PIL convert RGBA)", contextily_decode, tiles),
+                                ("sociogeo cached read (no decode)", cached_read, range(len(tiles)))):
         best = math.inf
         for _ in range(5):
             start = time.process_time()
-            for data in tiles:
-                decode(data)
+            for item in items:
+                decode(item)
             best = min(best, time.process_time() - start)
         out[name] = 1000 * best / len(tiles)
+    shutil.rmtree(cache.root, ignore_errors=True)
     return out
 
 
@@ -206,6 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoom", type=int, default=17)
     parser.add_argument("--km2", type=float, default=16.0, help="area of the throughput comparison")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per client; the median is printed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -230,10 +259,13 @@ def main() -> None:
             ("contextily.bounds2img, n_connections=1 (default)", {"kind": "contextily"}),
             ("contextily.bounds2img, n_connections=8", {"kind": "contextily", "n_connections": 8}),
         ]
-        rows = []
-        for label, config in runs:
-            config |= {"url": url, "zoom": args.zoom, "km2": args.km2, "bbox": bbox_km2(args.km2)}
-            rows.append((label, measure(config)))
+        results = {label: [] for label, _ in runs}
+        for i in range(args.repeat):  # clients alternate, so a busy spell of the machine hits all alike
+            for label, config in runs:
+                config |= {"url": url, "zoom": args.zoom, "km2": args.km2, "bbox": bbox_km2(args.km2)}
+                results[label].append(measure(config))
+            print(f"round {i + 1} of {args.repeat} done", file=sys.stderr, flush=True)
+        rows = [(label, median_run(results[label])) for label, _ in runs]
         writer_rows = []
         for km2 in writer_sizes:
             config = {"kind": "sociogeo-geotiff", "url": url, "zoom": args.zoom, "km2": km2,
@@ -247,7 +279,7 @@ def main() -> None:
           f"{args.km2:g} km2 = {tiles} tiles; one subprocess per row, cold then warm client cache.")
     print(f"{os.cpu_count()} CPUs shared by client and server; load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after.\n")
-    header = (f"{'client':<50} {'cache':<5} {'s':>6} {'tiles/s':>8} {'client CPU ms/tile':>19} "
+    header = (f"{'client':<50} {'cache':<5} {'s':>6} {'range':>11} {'tiles/s':>8} {'client CPU ms/tile':>19} "
               f"{'of it workers':>14} {'server CPU ms/tile':>19}")
     print(header)
     print("-" * len(header))
@@ -255,11 +287,12 @@ def main() -> None:
         for state in ("cold", "warm"):
             m = r[state]
             server = f"{1000 * r['server_cpu_s'] / r['tiles']:>19.2f}" if state == "cold" else ""
-            print(f"{label if state == 'cold' else '':<50} {state:<5} {m['seconds']:>6.2f} "
+            spread = f"{m['min_s']:.2f}-{m['max_s']:.2f}"
+            print(f"{label if state == 'cold' else '':<50} {state:<5} {m['seconds']:>6.2f} {spread:>11} "
                   f"{r['tiles'] / m['seconds']:>8.0f} {1000 * m['cpu_s'] / r['tiles']:>19.2f} "
                   f"{1000 * m['workers_cpu_s'] / r['tiles']:>14.2f} {server}")
-    print("\nserver CPU: the parent process's CPU time while the row ran, per tile (the warm fetch asks the "
-          "server nothing).")
+    print(f"\nmedians of {args.repeat} runs, with the range of the seconds; server CPU: the parent process's CPU "
+          "time while the row ran, per tile (the warm fetch asks the server nothing).")
 
     print("\nDecoding the served PNG tiles (RGBA, 256 px), best of 5 passes, CPU ms per tile:")
     for name, ms in decode.items():

@@ -20,12 +20,13 @@ import io
 import itertools
 import random
 import re
+import struct
 import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,7 +71,10 @@ class TileFailure:
 
 @dataclass
 class Tile:
-    """One decoded tile: ``rgb`` (S x S x 3 uint8) and ``valid`` (S x S bool)."""
+    """One decoded tile: ``rgb`` (S x S x 3 uint8) and ``valid`` (S x S bool).
+
+    A tile read from the cache holds read-only views of the file's bytes; copy before writing.
+    """
 
     rgb: np.ndarray
     valid: np.ndarray
@@ -133,6 +137,40 @@ def decode_tile(data: bytes, tile_size: int = 256) -> Tile:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError... for truncated or foreign bytes
         raise ValueError(f"not a complete image ({exc})") from exc
+    return Tile(rgb, valid)
+
+
+_PACKED = struct.Struct("<HB")  # tile size, whether a validity mask follows the RGB bytes
+
+
+def pack_tile(tile: Tile) -> bytes:
+    """A decoded tile as bytes for the cache: its size, its RGB bytes and, if any pixel is nodata,
+    its validity mask one bit per pixel (:func:`unpack_tile` reads them back).
+    """
+    size = tile.rgb.shape[0]
+    partial = not tile.valid.all()
+    mask = np.packbits(tile.valid).tobytes() if partial else b""
+    return _PACKED.pack(size, partial) + np.ascontiguousarray(tile.rgb, dtype=np.uint8).tobytes() + mask
+
+
+def unpack_tile(data, tile_size: int = 256) -> Tile:
+    """The :class:`Tile` that :func:`pack_tile` wrote (read-only arrays over ``data``, no copy).
+
+    Raises ``ValueError`` unless ``data`` is exactly a packed tile of ``tile_size`` pixels.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < _PACKED.size:
+        raise ValueError("packed tile cut short")
+    size, partial = _PACKED.unpack_from(view)
+    n = size * size
+    if size != tile_size or partial not in (0, 1) or len(view) != _PACKED.size + 3 * n + partial * ((n + 7) // 8):
+        raise ValueError(f"not a packed {tile_size} px tile")
+    rgb = np.frombuffer(view, dtype=np.uint8, count=3 * n, offset=_PACKED.size).reshape(size, size, 3)
+    if partial:
+        bits = np.frombuffer(view, dtype=np.uint8, offset=_PACKED.size + 3 * n)
+        valid = np.unpackbits(bits, count=n).reshape(size, size).view(bool)
+    else:
+        valid = np.ones((size, size), dtype=bool)
     return Tile(rgb, valid)
 
 
@@ -204,13 +242,26 @@ class TileFetcher:
 
     # -- one tile -------------------------------------------------------------------------------
     def get_tile(self, z: int, x: int, y: int) -> Tile | TileFailure:
-        """Tile (z, x, y) from the cache, else from the server (and then cached)."""
-        decode = self._decode
-        if self.cache is not None:
-            tile = self.cache.get(self.provider.key, z, x, y, decode=decode)
-            if tile is not None:
-                self._count("cache_hits")
-                return tile
+        """Tile (z, x, y) from the cache, else from the server (and then cached, with its decoded
+        pixels when ``options.cache_decoded``).
+        """
+        tile = self.cached_tile(z, x, y)
+        return self.fetch_tile(z, x, y) if tile is None else tile
+
+    def cached_tile(self, z: int, x: int, y: int) -> Tile | None:
+        """Tile (z, x, y) from the cache, or ``None`` if the cache does not hold it (or holds it
+        damaged: then the file is deleted).
+        """
+        if self.cache is None:
+            return None
+        pack = pack_tile if options.cache_decoded else None
+        tile = self.cache.get(self.provider.key, z, x, y, decode=self._decode, unpack=self._unpack, pack=pack)
+        if tile is not None:
+            self._count("cache_hits")
+        return tile
+
+    def fetch_tile(self, z: int, x: int, y: int) -> Tile | TileFailure:
+        """Tile (z, x, y) from the server, without looking in the cache first; cached when had."""
         if self.offline:
             return TileFailure(z, x, y, "not in the cache (offline mode)", "missing")
         result = self._download(z, x, y)
@@ -218,11 +269,15 @@ class TileFetcher:
             return result
         data, tile = result
         if self.cache is not None:
-            self.cache.put(self.provider.key, z, x, y, data)
+            decoded = pack_tile(tile) if options.cache_decoded else None
+            self.cache.put(self.provider.key, z, x, y, data, decoded=decoded)
         return tile
 
     def _decode(self, data: bytes) -> Tile:
         return decode_tile(data, self.provider.tile_size)
+
+    def _unpack(self, data) -> Tile:
+        return unpack_tile(data, self.provider.tile_size)
 
     def _download(self, z: int, x: int, y: int):
         """``(bytes, Tile)`` or a :class:`TileFailure`, after up to ``retries`` retries."""
@@ -332,7 +387,14 @@ class TileFetcher:
             nonlocal n_submitted
             while n_submitted < len(order) and (len(futures) < window or (until is not None and until not in futures)):
                 t = order[n_submitted]
-                futures[t] = pool.submit(self.get_tile, *t)
+                # a cached tile is a file read here, cheaper than a hand-over to a thread; only
+                # downloads go to the pool
+                tile = self.cached_tile(*t)
+                if tile is None:
+                    futures[t] = pool.submit(self.fetch_tile, *t)
+                else:
+                    futures[t] = Future()
+                    futures[t].set_result(tile)
                 n_submitted += 1
 
         try:

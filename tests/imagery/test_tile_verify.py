@@ -39,8 +39,9 @@ def test_a_flipped_bit_in_a_cached_tile_is_detected_and_refetched(tile_server, s
     victim = list(sf_area.grid.tiles())[0]
     path = cache.path(key, *victim)
     stored = path.read_bytes()
-    header = len(stored) - len(cache.get(key, *victim))
-    path.write_bytes(stored[:header] + _silent_flip(stored[header:]))  # decodes fine, wrong pixels
+    source = cache.get(key, *victim)  # the tile's bytes as served (the file also holds its pixels)
+    start, end = stored.index(source), stored.index(source) + len(source)
+    path.write_bytes(stored[:start] + _silent_flip(source) + stored[end:])  # decodes fine, wrong pixels
     tile_server.reset_log()
 
     second = fetch_mosaic(sf_area.grid, url, cache_dir=tile_cache_dir)
