@@ -472,3 +472,16 @@ def test_an_invalid_coverage_union_falls_back_to_the_overlay_union(monkeypatch, 
     got = access.isochrones(schools, walk, 4)
     a, b = got.to_crs(32635).geometry.iloc[0], expected.to_crs(32635).geometry.iloc[0]
     assert not a.is_empty and a.symmetric_difference(b).area < 1e-9 * b.area
+
+
+def test_distinct_node_positions_equal_numpys_unique_rows(walk):
+    """The cells' sites and each node's site, against ``np.unique(axis=0)``: on the Helsinki walk
+    network and on positions with many repeats, ties in x and signed zeros."""
+    rng = np.random.default_rng(11)
+    repeats = rng.integers(-3, 4, size=(5000, 2)).astype(float) * 0.5
+    repeats[rng.random(5000) < 0.1, 0] = -0.0
+    for xy in (prepared.prepare(walk, "walk", None).streets.xy, repeats, repeats[:1], repeats[:0]):
+        sites, inverse = iso_module._unique_rows(xy)
+        expected, expected_inverse = np.unique(xy, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(sites, expected)
+        np.testing.assert_array_equal(inverse, expected_inverse.ravel())

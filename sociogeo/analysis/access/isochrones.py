@@ -98,7 +98,7 @@ def _cells(streets, buffer_m: float) -> _Cells:
         return cached
     import shapely
 
-    sites, inverse = np.unique(streets.xy, axis=0, return_inverse=True)
+    sites, inverse = _unique_rows(streets.xy)
     points = shapely.points(sites)
     extent = shapely.convex_hull(shapely.multipoints(points)).buffer(buffer_m)
     cells = _voronoi_cells(points, extent)
@@ -110,11 +110,26 @@ def _cells(streets, buffer_m: float) -> _Cells:
         inner &= shapely.contains_xy(extent, x, y)
     pieces = cells.copy()
     pieces[~inner] = shapely.intersection(cells[~inner], extent)
-    out = _Cells(inverse.ravel(), pieces, inner)
+    out = _Cells(inverse, pieces, inner)
     for old in [k for k in streets.extras if isinstance(k, tuple) and k[0] == key[0]]:
         del streets.extras[old]  # one extent at a time: the cells of a city take hundreds of MB
     streets.extras[key] = out
     return out
+
+
+def _unique_rows(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an N x 2 array sorted by x then y, and each row's position among them:
+    ``np.unique(xy, axis=0, return_inverse=True)``, without its slow sort of rows as opaque bytes.
+    """
+    if len(xy) == 0:
+        return xy.reshape(0, 2), np.zeros(0, dtype=np.intp)
+    order = np.lexsort((xy[:, 1], xy[:, 0]))
+    ranked = xy[order]
+    first = np.ones(len(ranked), dtype=bool)
+    first[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    inverse = np.empty(len(xy), dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ranked[first], inverse
 
 
 def _voronoi_cells(points, extent) -> np.ndarray:
