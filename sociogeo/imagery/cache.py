@@ -8,10 +8,10 @@ A file holds the tile's bytes as the server sent them, with their SHA-256 digest
 (:data:`MAGIC_DECODED`: digests of both, the length of the source bytes, the source bytes, the
 decoded bytes), so that reading it back costs a file read and a digest instead of an image decode,
 as a decoded-array cache does, at the price of more disk (an uncompressed 256 px RGB tile is 192 kB
-against 2-40 kB of PNG or JPEG). Every read checks the digests, and then that the bytes decode; a
-flipped bit anywhere, a truncated or a foreign file is deleted and reported as a miss, and fetched
-again. A file from before digests (the bare image) is used if it decodes and is then rewritten with
-its digest.
+against 2-40 kB of PNG or JPEG). Every read checks the digests, and then that the pixels unpack (or
+the bytes decode, for a file without pixels); a flipped bit anywhere, a truncated or a foreign file
+is deleted and reported as a miss, and fetched again. A file from before digests (the bare image)
+is used if it decodes and is then rewritten with its digest.
 """
 
 from __future__ import annotations
