@@ -42,6 +42,8 @@ from pathlib import Path
 from .. import defaults
 from .._optional import require
 from ..errors import ConfigError, InvalidAreaError, SociogeoError
+from ..options import options
+from ._leaflet import placeholder_base
 from .raster_view import png_data_url  # noqa: F401 (kept importable from here, where it was)
 
 _PURPOSE = "the map explorer"
@@ -81,8 +83,9 @@ class Explorer:
     the kernel (no tile server), centred on the raster unless ``center`` is given.
     ``center`` is (lat, lon) in degrees, as in leafmap; ``zoom`` the map's view zoom. Drawn areas
     are fetched at ``imagery_zoom`` (default 17, about 1.2 m/pixel at the equator; with a raster,
-    the zoom nearest its resolution). ``offline`` also
-    applies to the model loader; ``segment_kwargs`` (``chip_size``, ``overlap``, ``batch_size``,
+    the zoom nearest its resolution). ``offline`` also applies to the model loader and to the
+    map: tile layers served from elsewhere than this machine and the search box are left out (the
+    status line and :attr:`hidden_layers` name them). ``segment_kwargs`` (``chip_size``, ``overlap``, ``batch_size``,
     ``min_area_m2``, ``simplify_m``, ``max_area_km2``, ...) go to :func:`sociogeo.segment`.
 
     ``widget`` is the whole UI (shown when the explorer is the last expression of a cell),
@@ -170,7 +173,11 @@ class Explorer:
         log_box.selected_index = None
         status = widgets.HBox([self._progress, self._status])
         self.widget = widgets.VBox([controls, self.map, status, log_box])
-        self._set_status("Draw a rectangle or polygon on the map, type a query and press Run.")
+        hint = "Draw a rectangle or polygon on the map, type a query and press Run."
+        if self.hidden_layers:
+            hint = (f"Offline: not showing {', '.join(self.hidden_layers)}, which would be fetched from the "
+                    f"internet; each run shows its street map over its area. {hint}")
+        self._set_status(hint)
 
     def _build_map(self, sat_provider, map_provider, extra_providers, center, zoom):
         """A leafmap Map: satellite and street-map base layers, rectangle/polygon drawing."""
@@ -178,17 +185,32 @@ class Explorer:
         widgets = require("ipywidgets", purpose=_PURPOSE)
         leafmap = require("leafmap.leafmap", purpose=_PURPOSE)
 
-        self._map_layer = _tile_layer(ipyleaflet, map_provider, name=f"Street map ({_html(map_provider.name)})")
+        offline = options.offline if self.imagery.offline is None else bool(self.imagery.offline)
+        self.hidden_layers = []  # offline: the tile layers left out because they are on the internet
+
+        def layer(provider, name):  # offline, the browser is never sent to a tile server elsewhere
+            if offline and not provider.served_here:
+                self.hidden_layers.append(f"{name} ({provider.host})")
+                return None
+            return _tile_layer(ipyleaflet, provider, name=_html(name))
+
+        self._map_layer = layer(map_provider, f"Street map ({map_provider.name})")
         if self.imagery.raster is not None:
             from .raster_view import RasterView
 
             self.raster_view = RasterView(self.imagery.raster, name=_satellite_name(sat_provider),
                                           offline=self.imagery.offline)
             self._sat_layer = self.raster_view.layer
-            base = self._map_layer
+            # the raster is an overlay above the street map, the only base layer
+            layers = [self._map_layer, self._sat_layer]
         else:
-            self._sat_layer = _tile_layer(ipyleaflet, sat_provider, name=_html(_satellite_name(sat_provider)))
-            base = self._sat_layer
+            self._sat_layer = layer(sat_provider, _satellite_name(sat_provider))
+            layers = [self._sat_layer, self._map_layer]  # two base layers, the satellite first
+        layers += [layer(provider, label) for label, provider in extra_providers.items()]
+        layers = [la for la in layers if la is not None]
+        bases = [la for la in layers if isinstance(la, ipyleaflet.TileLayer)]
+        # leafmap starts from a base layer: without one that may be shown, a stand-in removed at once
+        base = bases[0] if bases else placeholder_base(ipyleaflet)
         base_name = base.name
         view = {"center": list(center)} if center is not None else {}
         if zoom is not None:
@@ -197,14 +219,16 @@ class Explorer:
             # leafmap hands its own options on to ipyleaflet, which traitlets flags on every Map
             warnings.filterwarnings("ignore", "Passing unrecognized arguments", DeprecationWarning)
             m = leafmap.Map(basemap=base, draw_control=True, layers_control=True,
-                            toolbar_control=False, search_control=True, **view)
+                            toolbar_control=False, search_control=not offline, **view)
         base.name = base_name  # leafmap renames layer 0
-        # the raster is an overlay above the street map; tiles are a second base layer
-        m.add(self._sat_layer if self.raster_view is not None else self._map_layer)
+        if not bases:
+            for stand_in in [la for la in m.layers if isinstance(la, ipyleaflet.TileLayer)]:
+                m.remove(stand_in)
+        for la in layers:
+            if la is not base:
+                m.add(la)
         if self.raster_view is not None:
             m.observe(self.raster_view.on_bounds, names="bounds")
-        for label, provider in extra_providers.items():
-            m.add(_tile_layer(ipyleaflet, provider, name=_html(label)))
         # only shapes that make an area: rectangles and polygons
         for tool in ("polyline", "circle", "circlemarker", "marker"):
             setattr(m.draw_control, tool, {})
@@ -640,6 +664,11 @@ class Explorer:
             self._split_toggle.value = False
             raise ConfigError("the split view needs tile layers; with your own raster, switch the 'Satellite' "
                               "overlay on and off in the layer control instead")
+        if on and self._split is None and (self._map_layer is None or self._sat_layer is None):
+            self._split_toggle.value = False
+            raise ConfigError(f"offline, the split view needs both tile layers from this machine, but "
+                              f"{', '.join(self.hidden_layers)} would be fetched from the internet; pass "
+                              "satellite= and map= local tile servers' URL templates, or go online")
         if on and self._split is None:
             ipyleaflet = require("ipyleaflet", purpose=_PURPOSE)
             self._split = ipyleaflet.SplitMapControl(left_layer=self._map_layer, right_layer=self._sat_layer)

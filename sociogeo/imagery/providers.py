@@ -20,6 +20,7 @@ from ..errors import ProviderError
 DEFAULT_MAX_ZOOM = 19
 TEMPLATE_MAX_ZOOM = 22
 _FIELDS = {"z", "x", "y", "-y", "s", "r"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class TileProvider:
             fields["s"] = self.subdomains[(x + y) % len(self.subdomains)]
         # str.format cannot take a field called "-y", so substitute by hand
         return re.sub(r"\{(-?\w+)\}", lambda m: str(fields[m.group(1)]), self.url_template)
+
+    @property
+    def host(self) -> str:
+        """The host the tiles come from (``""`` for a URL without one)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.url_template).hostname or ""
+
+    @property
+    def served_here(self) -> bool:
+        """Whether the tiles come from this machine (a loopback address): what a browser may be
+        sent to offline.
+        """
+        return self.host in _LOOPBACK_HOSTS
 
     @property
     def key(self) -> str:

@@ -439,6 +439,44 @@ def test_offline_without_cached_tiles_says_so(make_explorer, tile_server):
     assert tile_server.n_requests == 0
 
 
+def _urls_sent(ex: Explorer) -> set:
+    """Every http(s) URL in the widget state a browser is sent."""
+    import json
+    import re
+
+    from ipywidgets.embed import dependency_state
+
+    return set(re.findall(r"https?://[^\s\"']+", json.dumps(dependency_state([ex.widget], drop_defaults=False))))
+
+
+def test_offline_the_browser_is_sent_to_no_tile_server_elsewhere(make_explorer, tile_server):
+    """Offline with the map rendered from OSM data (whose view would show OSM's own tiles) and a
+    named satellite provider: neither remote layer, nor the search box, reaches the browser."""
+    from sociogeo.testing.helsinki import helsinki_pbf
+
+    local = tile_server.url_template("sat")
+    ex = make_explorer(offline=True, satellite=local, map="osm", osm_source=helsinki_pbf())
+    assert [la.url for la in layers(ex, ipyleaflet.TileLayer)] == [local]
+    assert ex.hidden_layers == ["Street map (OpenStreetMap.Mapnik) (tile.openstreetmap.org)"]
+    assert not [c for c in ex.map.controls if isinstance(c, ipyleaflet.SearchControl)]
+    assert ex.status.startswith("Offline: not showing Street map (OpenStreetMap.Mapnik)")
+    assert _urls_sent(ex) == {local}  # no remote tiles, no geocoder
+    with pytest.raises(ConfigError, match="split view needs both tile layers from this machine"):
+        ex.split_view = True
+    assert not ex.split_view
+
+    bare = make_explorer(offline=True, satellite="Esri.WorldImagery", map="osm", osm_source=helsinki_pbf())
+    assert layers(bare, ipyleaflet.TileLayer) == []  # nothing that may be shown: no base tiles at all
+    assert len(bare.hidden_layers) == 2 and _urls_sent(bare) == set()
+    bare.area = BBOX  # drawing areas still works on the bare map
+    assert bare.area is not None
+
+    online = make_explorer(offline=False, satellite="Esri.WorldImagery", map="osm", osm_source=helsinki_pbf())
+    assert online.hidden_layers == [] and len(layers(online, ipyleaflet.TileLayer)) == 2
+    assert [c for c in online.map.controls if isinstance(c, ipyleaflet.SearchControl)]
+    assert any("tile.openstreetmap.org" in u for u in _urls_sent(online))  # the check sees remote URLs
+
+
 # -- split view and export -------------------------------------------------------------------------
 def test_split_view_toggles_map_and_satellite(make_explorer):
     ex = make_explorer()

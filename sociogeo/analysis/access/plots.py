@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 import math
 import warnings
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..._optional import require
 from ...errors import ConfigError
+from .._leaflet import placeholder_base
 from .network import check_frame
 
 # -- plots ------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def access_map(result, column: str = "time_min", *, entities=None, basemap=None,
     if zoom is None:  # the origins span about 700 pixels
         span = max(east - west, (north - south) / max(math.cos(math.radians(centre[0])), 0.01), 1e-9)
         zoom = int(max(1, min(18, math.floor(math.log2(700 * 360 / (256 * span))))))
-    start = base if base is not None else _placeholder(ipyleaflet)
+    start = base if base is not None else placeholder_base(ipyleaflet)
     base_name = start.name
     with warnings.catch_warnings():
         # leafmap hands its own options on to ipyleaflet, which traitlets flags on every Map
@@ -278,7 +278,6 @@ _MAP_PURPOSE = "interactive accessibility maps"
 _ENTITY_COLOUR = "#c62828"
 _SHORT_UNITS = {"time_min": " min", "distance_m": " m", "snap_m": " m"}
 _UNREACHABLE = "#bbbbbb"
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def _lonlat_frame(result, column: str):
@@ -310,10 +309,9 @@ def _basemap_layer(ipyleaflet, spec, offline: bool):
     if spec is None:
         return None
     provider = resolve_provider(spec)
-    host = urlsplit(provider.url_template).hostname
-    if offline and host not in _LOOPBACK_HOSTS:
+    if offline and not provider.served_here:
         raise ConfigError(
-            f"offline, the basemap must come from this machine, but {provider.name!r} is served by {host}; "
+            f"offline, the basemap must come from this machine, but {provider.name!r} is served by {provider.host}; "
             "pass basemap= a local tile server's URL template (e.g. offline_world().map), or basemap=None "
             "for a map without base tiles"
         )
@@ -322,11 +320,6 @@ def _basemap_layer(ipyleaflet, spec, offline: bool):
         url = url.replace("{s}", provider.subdomains[0])
     return ipyleaflet.TileLayer(url=url, name=provider.name, base=True, attribution=provider.attribution or None,
                                 min_zoom=provider.min_zoom, max_zoom=24, max_native_zoom=provider.max_zoom)
-
-
-def _placeholder(ipyleaflet):
-    """A base layer for leafmap to start from (it needs one), removed at once: it is never fetched."""
-    return ipyleaflet.TileLayer(url="http://127.0.0.1:9/{z}/{x}/{y}.png", name="none", base=True)
 
 
 def _jsonable(value):
