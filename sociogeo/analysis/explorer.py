@@ -43,7 +43,7 @@ from .. import defaults
 from .._optional import require
 from ..errors import ConfigError, InvalidAreaError, SociogeoError
 from ..options import options
-from ._leaflet import placeholder_base
+from ._leaflet import placeholder_base, tile_layer
 from .raster_view import png_data_url  # noqa: F401 (kept importable from here, where it was)
 
 _PURPOSE = "the map explorer"
@@ -85,8 +85,9 @@ class Explorer:
     are fetched at ``imagery_zoom`` (default 17, about 1.2 m/pixel at the equator; with a raster,
     the zoom nearest its resolution). ``offline`` also applies to the model loader and to the
     map: tile layers served from elsewhere than this machine and the search box are left out (the
-    status line and :attr:`hidden_layers` name them). ``segment_kwargs`` (``chip_size``, ``overlap``, ``batch_size``,
-    ``min_area_m2``, ``simplify_m``, ``max_area_km2``, ...) go to :func:`sociogeo.segment`.
+    status line and :attr:`hidden_layers` name them). ``segment_kwargs`` (``chip_size``,
+    ``overlap``, ``batch_size``, ``min_area_m2``, ``simplify_m``, ``max_area_km2``, ...) go to
+    :func:`sociogeo.segment`.
 
     ``widget`` is the whole UI (shown when the explorer is the last expression of a cell),
     ``map`` the leafmap Map, ``status`` the status line's text.
@@ -192,7 +193,7 @@ class Explorer:
             if offline and not provider.served_here:
                 self.hidden_layers.append(f"{name} ({provider.host})")
                 return None
-            return _tile_layer(ipyleaflet, provider, name=_html(name))
+            return tile_layer(ipyleaflet, provider, name=_html(name))
 
         self._map_layer = layer(map_provider, f"Street map ({map_provider.name})")
         if self.imagery.raster is not None:
@@ -769,18 +770,6 @@ def _truncate(text: str, limit: int) -> str:
     if space > limit * 0.8:
         cut = cut[:space]
     return cut.rstrip() + " … (truncated; the full text is in explorer.results)"
-
-
-def _tile_layer(ipyleaflet, provider, *, name: str):
-    """A switchable base layer showing ``provider``'s tiles (upsampled beyond its max zoom)."""
-    url = provider.url_template
-    # Leaflet fills {s} from a, b, c; other subdomain sets get their first one
-    if "{s}" in url and provider.subdomains and tuple(provider.subdomains) != ("a", "b", "c"):
-        url = url.replace("{s}", provider.subdomains[0])
-    return ipyleaflet.TileLayer(
-        url=url, name=name, base=True, attribution=provider.attribution or None,
-        min_zoom=provider.min_zoom, max_zoom=24, max_native_zoom=provider.max_zoom,
-    )
 
 
 def _basemap_specs(basemaps) -> dict:

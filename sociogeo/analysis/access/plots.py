@@ -12,7 +12,7 @@ import numpy as np
 
 from ..._optional import require
 from ...errors import ConfigError
-from .._leaflet import placeholder_base
+from .._leaflet import placeholder_base, tile_layer
 from .network import check_frame
 
 # -- plots ------------------------------------------------------------------------------------
@@ -315,11 +315,7 @@ def _basemap_layer(ipyleaflet, spec, offline: bool):
             "pass basemap= a local tile server's URL template (e.g. offline_world().map), or basemap=None "
             "for a map without base tiles"
         )
-    url = provider.url_template
-    if "{s}" in url and provider.subdomains and tuple(provider.subdomains) != ("a", "b", "c"):
-        url = url.replace("{s}", provider.subdomains[0])
-    return ipyleaflet.TileLayer(url=url, name=provider.name, base=True, attribution=provider.attribution or None,
-                                min_zoom=provider.min_zoom, max_zoom=24, max_native_zoom=provider.max_zoom)
+    return tile_layer(ipyleaflet, provider, name=provider.name)
 
 
 def _jsonable(value):
