@@ -31,7 +31,7 @@ ALLOWED = {
     "testing": {"geo", "osm", "imagery", "reasoner"},
     "cli": {"geo", "osm", "imagery", "reasoner", "pipeline", "analysis", "datasets", "train", "testing"},
 }
-HELPERS = {"errors", "options", "defaults", "_optional", "_runtime", "_progress", "_version", "_text"}
+HELPERS = {"errors", "options", "defaults", "_optional", "_runtime", "_progress", "_version", "_text", "_http"}
 
 
 def _module_name(path: Path) -> str:

@@ -15,7 +15,6 @@ whole mosaic: its memory depends on the grid's width, not its area.
 
 from __future__ import annotations
 
-import email.utils
 import io
 import itertools
 import random
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._http import caused_by, retry_after_s
 from .._progress import progress
 from ..errors import MissingTilesWarning, OfflineError, ProviderError, TileFetchError
 from ..geo.grid import PixelGrid
@@ -332,7 +332,7 @@ class TileFetcher:
                 # a truncated body is usually a dropped connection: worth another try
                 return TileFailure(z, x, y, f"invalid image from the server: {exc}", "invalid"), None, False
         if status == 429:
-            wait = _retry_after_s(response.headers.get("Retry-After"))
+            wait = retry_after_s(response.headers.get("Retry-After"))
             if wait is not None and wait > MAX_RETRY_AFTER_S:
                 return TileFailure(z, x, y, f"HTTP 429 (rate limited; the server asks to wait {wait:g} s)",
                                    "server"), wait, True
@@ -536,27 +536,4 @@ def _unresolvable(exc: BaseException) -> bool:
     """Whether a connection error is a failed host-name lookup (anywhere in its chain of causes)."""
     import socket
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, socket.gaierror) or type(exc).__name__ == "NameResolutionError":
-            return True
-        exc = exc.__cause__ or exc.__context__ or (exc.args[0] if exc.args and isinstance(exc.args[0], BaseException)
-                                                   else getattr(exc, "reason", None))
-    return False
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return caused_by(exc, (socket.gaierror,), ("NameResolutionError",))

@@ -31,7 +31,6 @@ depend on which server gave them).
 from __future__ import annotations
 
 import base64
-import email.utils
 import io
 import json
 import random
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..._http import caused_by, retry_after_s
 from ..._progress import progress
 from ...errors import ConfigError, VLMBatchError, VLMServerError
 from .base import GenerationConfig, VLMRequest
@@ -284,7 +284,7 @@ class OpenAIVLM:
                 raise _Retry(f"connection lost while reading the answer ({type(exc).__name__})") from exc
         status = response.status_code
         if status in RETRY_STATUSES:
-            raise _Retry(f"HTTP {status}", _retry_after_s(response.headers.get("Retry-After")), status)
+            raise _Retry(f"HTTP {status}", retry_after_s(response.headers.get("Retry-After")), status)
         return _Reply(status, dict(response.headers), content)
 
     def _late(self, url: str) -> VLMServerError:
@@ -343,28 +343,7 @@ def _refused(exc: BaseException) -> bool:
 
     from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ConnectionRefusedError, socket.gaierror, NewConnectionError, NameResolutionError)):
-            return True
-        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None) or (
-            exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None)
-    return False
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(float(value.strip()), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(email.utils.parsedate_to_datetime(value.strip()).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
+    return caused_by(exc, (ConnectionRefusedError, socket.gaierror, NewConnectionError, NameResolutionError))
 
 
 def _seed(config: GenerationConfig, index: int) -> int | None:
