@@ -158,8 +158,10 @@ class ChipStore:
         frames = []
         for path in self.parts():
             try:
-                self._check_part(path)
-                frame = gpd.read_parquet(path, columns=wanted)
+                whole = self._check_part(path)  # read whole when first checked: no second read then
+                frame = gpd.read_parquet(path, columns=wanted) if whole is None else whole
+                if wanted is not None:
+                    frame = frame[wanted]
             except Exception as exc:  # noqa: BLE001 (any unreadable part is set aside and redone)
                 warnings.warn(f"ignoring unreadable result part {path.name} ({type(exc).__name__}: {exc}); "
                               "its chips will run again", stacklevel=2)
@@ -173,19 +175,21 @@ class ChipStore:
         out = out.drop_duplicates(subset=["query", "chip_id"], keep="first").reset_index(drop=True)
         return gpd.GeoDataFrame(out, geometry="geometry", crs="EPSG:3857")
 
-    def _check_part(self, path: Path) -> None:
+    def _check_part(self, path: Path):
         """ValueError unless ``path`` is a part this code could have written (see the module docstring);
-        checked once per file version.
+        checked once per file version. Returns the whole part when this call read it, else None.
         """
         import geopandas as gpd
 
         stat = path.stat()
         signature = (stat.st_size, stat.st_mtime_ns)
         if self._checked.get(path.name) == signature:
-            return
+            return None
         _check_part_footer(path)
-        _check_part_values(gpd.read_parquet(path))
+        frame = gpd.read_parquet(path)
+        _check_part_values(frame)
         self._checked[path.name] = signature
+        return frame
 
     def finished(self) -> set[tuple[str, str]]:
         """The (query, chip_id) pairs already stored."""
