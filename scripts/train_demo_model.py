@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sociogeo.reasoner.kind import NOTICES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIP_DIR = ROOT / "sociogeo" / "data" / "demo_model"
 QUERY = "park"
@@ -52,7 +54,7 @@ MAX_NEW_TOKENS = 200
 # 0.21 / 0.18), in 3.6 minutes on two busy cores with one thread; the same scores to the digit with two
 # threads, in 2.3 minutes.
 CI_SFT_STEPS = 250
-NOTICE = "demo model trained on a synthetic stand-in of the sample area"
+NOTICE = NOTICES["demo"]  # what every output of the demo model says
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Settings:
     vlm_layers: int = 2
     eval_limit: int | None = None
     sam_from: Path | None = None  # a trained SAM folder to use instead of training one
-    threads: int = 2  # torch CPU threads (1 stays fast on a busy machine, where 2 threads contend)
+    threads: int = 2  # torch CPU threads while the recipe runs (the caller's count is restored after)
 
     @classmethod
     def quick(cls, seed: int = 0) -> Settings:

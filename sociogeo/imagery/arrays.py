@@ -89,8 +89,9 @@ def _to_array(image, what: str) -> np.ndarray:
         raise InvalidImageError(f"the {what} image is not an array ({type(image).__name__})") from exc
 
 
-__all__ = ["as_mask", "as_rgb"]
-
 def is_synthetic(tags: dict) -> bool:
     """Whether GeoTIFF tags mark the image as a synthetic stand-in, not imagery (``SYNTHETIC=yes``)."""
     return str(tags.get("SYNTHETIC", "")).strip().lower() in ("yes", "true", "1")
+
+
+__all__ = ["as_mask", "as_rgb", "is_synthetic"]

@@ -66,7 +66,7 @@ def probe_weights(repo_ids, *, cache_dir=None) -> dict[str, int | None]:
             info = HfApi().model_info(repo, files_metadata=True, timeout=options.timeout_s)
         except Exception as exc:  # no network, DNS, 404, gated: all mean "cannot download now"
             raise ModelNotFoundError(
-                f"cannot reach {repo} on the Hugging Face Hub ({type(exc).__name__}: {_one_line(str(exc), 160)}). "
+                f"cannot reach {repo} on the Hugging Face Hub ({type(exc).__name__}: {one_line(str(exc), 160)}). "
                 f"To use it without network: on a connected machine run `hf download {repo}`, then pass the "
                 "downloaded folder instead of the id, or point HF_HOME (or cache_dir=) at that cache"
             ) from exc
@@ -128,7 +128,3 @@ def _download_size(info) -> int | None:
         files = [(n, s) for n, s in files if not n.endswith(_UNUSED_WEIGHT_SUFFIXES)]
     sizes = [s for _, s in files if s is not None]
     return sum(sizes) if sizes else None
-
-
-def _one_line(text: str, limit: int) -> str:
-    return one_line(text, limit)

@@ -41,7 +41,6 @@ _STAGE2_TAIL = (
 )
 
 
-
 def between_tags(text: str, tag: str, *, ignore_case: bool = False) -> str | None:
     """The text between the first ``<tag>`` and the first ``</tag>`` after it; None when either is missing.
 

@@ -101,12 +101,7 @@ class _ChatHandler(BaseHTTPRequestHandler):
         pass
 
     def _reply(self, status: int, payload: bytes, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
+        self._headers(payload, status, headers)
         self.wfile.write(payload)
 
     def do_GET(self):
@@ -136,10 +131,13 @@ class _ChatHandler(BaseHTTPRequestHandler):
     def _text(self, fault: ChatFault, text: str) -> None:
         self._reply(200, _answer(fault.text))
 
-    def _headers(self, payload: bytes) -> None:
-        self.send_response(200)
+    def _headers(self, payload: bytes, status: int = 200, headers: dict | None = None) -> None:
+        """The status line and headers of an answer carrying ``payload`` (sent apart, or not at all)."""
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
 
     def _drip(self, fault: ChatFault, text: str) -> None:

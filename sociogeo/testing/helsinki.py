@@ -155,4 +155,3 @@ def share_on(found, reference) -> float:
     if total == 0 or len(reference) == 0:
         return 0.0
     return float(ours.union_all().intersection(reference.to_crs(3857).union_all()).area) / total
-
