@@ -41,6 +41,8 @@ class ChatFault:
     depth: int = 100_000
     text: str = ""
     hits: int = 0
+    sent: int = 0  # "drip": bytes of the body sent so far (of ``size``)
+    size: int = 0
 
 
 class ChatServer:
@@ -142,11 +144,13 @@ class _ChatHandler(BaseHTTPRequestHandler):
 
     def _drip(self, fault: ChatFault, text: str) -> None:
         payload = _answer(text.upper())
+        fault.size = len(payload)
         self._headers(payload)
         try:
             for i in range(len(payload)):
                 self.wfile.write(payload[i:i + 1])
                 self.wfile.flush()
+                fault.sent = i + 1
                 time.sleep(fault.delay_s)
         except OSError:
             pass  # the client gave up

@@ -178,7 +178,12 @@ def test_queries_with_dollar_signs_are_legend_and_title_text_not_mathtext(scene,
     image, gdf, grid = scene
     gdf = gdf.assign(query=[r"$\nosuch$ school", "park"])
     fig = plot_polygons(image, gdf, transform=grid.transform, crs="EPSG:3857", title=r"$\nosuch$ preview")
-    fig.savefig(tmp_path / "p.png")  # draws the legend and the title
+    fig.savefig(tmp_path / "p.png")  # draws the legend and the title (mathtext would raise here)
+    (ax,) = fig.axes
+    assert ax.get_title() == r"$\nosuch$ preview" and not ax.title.get_parse_math()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert r"\$\nosuch\$ school" in legend  # escaped dollars: drawn as written, not as math
+    assert (tmp_path / "p.png").stat().st_size > 0
 
 
 def test_plot_prediction_labels_demo_models_and_synthetic_imagery():

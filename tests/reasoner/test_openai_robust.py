@@ -4,8 +4,6 @@ connections are retried, and unusable answers are typed errors."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -61,21 +59,20 @@ def test_retries_end_with_a_typed_error_naming_the_status(server):
 
 def test_a_retry_after_past_the_deadline_fails_at_once(server):
     server.inject("429", retry_after=3600)
-    start = time.monotonic()
-    with pytest.raises(VLMBatchError, match="deadline"):
+    # the message comes from the check made before any wait: the hour is never slept
+    with pytest.raises(VLMBatchError, match=r"waiting 3\.6e\+03 s more would pass the 30 s deadline"):
         _client(server, timeout_s=30).generate([VLMRequest("hi", IMAGES)], GREEDY)
-    assert time.monotonic() - start < 20  # did not sleep the hour (nor the 30 s deadline)
     assert len(server.times) == 1
 
 
 def test_a_dripping_answer_hits_the_total_deadline(server):
     # one byte every 0.2 s: every socket read is quick, the ~90-byte answer takes ~18 s
     server.inject("drip", delay_s=0.2)
-    start = time.monotonic()
     with pytest.raises(VLMBatchError, match=r"within 1 s") as info:
         _client(server, timeout_s=1).generate([VLMRequest("hello", IMAGES)], GREEDY)
-    assert time.monotonic() - start < 10
     assert isinstance(info.value.errors[0], VLMServerError)
+    (drip,) = server.faults
+    assert 0 < drip.sent < drip.size / 2  # the client gave up while the answer was still coming
 
 
 def test_a_connection_dropped_mid_answer_is_retried(server):
